@@ -1,0 +1,378 @@
+"""The ``openlfr`` command line: watchlists, 1:N search, evaluation and calibration."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from openlfr.errors import OpenLFRError
+
+app = typer.Typer(help="OpenLFR: open, accountable live facial recognition.", no_args_is_help=True)
+watchlist_app = typer.Typer(
+    help="Create, enrol, inspect and prune watchlists.", no_args_is_help=True
+)
+app.add_typer(watchlist_app, name="watchlist")
+
+err = Console(stderr=True)
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    err.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(2)
+
+
+def _progress(total: int, label: str) -> Progress:
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=total < 10 or not err.is_terminal and not _force_progress(),
+    )
+
+
+def _force_progress() -> bool:
+    import os
+
+    return bool(os.environ.get("OPENLFR_PROGRESS"))
+
+
+def _session():  # type: ignore[no-untyped-def]
+    from openlfr.store.db import open_store
+
+    return open_store()()
+
+
+# --- watchlists -------------------------------------------------------------------------------
+
+
+@watchlist_app.command("create")
+def watchlist_create(
+    name: str, description: Annotated[str, typer.Option(help="What the list is for.")] = ""
+) -> None:
+    """Create an empty watchlist."""
+    from openlfr.store.watchlists import create_watchlist
+
+    with _session() as session:
+        try:
+            create_watchlist(session, name, description)
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+        session.commit()
+    err.print(f"created watchlist [bold]{name}[/bold]")
+
+
+@watchlist_app.command("import")
+def watchlist_import(
+    name: str,
+    folder: Annotated[
+        Path, typer.Argument(exists=True, file_okay=False, help="One sub-folder per subject.")
+    ],
+    category: Annotated[str, typer.Option(help="Policy category, e.g. wanted-by-courts.")],
+    reason: Annotated[str, typer.Option(help="Why these people are on the list.")],
+    expires: Annotated[str | None, typer.Option(help="Expiry date, YYYY-MM-DD.")] = None,
+    source: Annotated[str, typer.Option(help="Where the images came from.")] = "",
+    added_by: Annotated[str | None, typer.Option(help="Who adds them (default: you).")] = None,
+    upsample: Annotated[int, typer.Option(help="Detector upsampling for small faces.")] = 1,
+    workers: Annotated[int | None, typer.Option(help="Processes (default: all cores).")] = None,
+) -> None:
+    """Enrol one subject per sub-folder of FOLDER (folder name = subject name), every image in it.
+
+    Images with no face or several faces are listed by name and not enrolled.
+    """
+    from openlfr.governance.policy import load_policy
+    from openlfr.store.enrol import import_folder
+    from openlfr.store.watchlists import get_watchlist
+    from openlfr.vision.batch import list_images
+
+    try:
+        expires_on = date.fromisoformat(expires) if expires else None
+    except ValueError as exc:
+        raise _fail(OpenLFRError(f"--expires {expires!r} is not a date (YYYY-MM-DD)")) from exc
+    total = sum(len(list_images([p])) for p in folder.iterdir() if p.is_dir())
+    with _session() as session, _progress(total, "enrolling") as progress:
+        task = progress.add_task("enrol", total=total)
+        try:
+            watchlist = get_watchlist(session, name)
+            report = import_folder(
+                session,
+                watchlist,
+                folder,
+                category=category,
+                reason=reason,
+                image_source=source or str(folder),
+                added_by=added_by or getpass.getuser(),
+                expires_on=expires_on,
+                policy=load_policy(),
+                upsample=upsample,
+                workers=workers,
+                on_image=lambda _: progress.advance(task),
+            )
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+    for path, why in report.problems:
+        err.print(f"[yellow]not enrolled[/yellow] {path}: {why}")
+    for subject in report.subjects_without_images:
+        err.print(f"[yellow]no subject added[/yellow] for {subject}: no usable image")
+    err.print(
+        f"{len(report.enrolled)} images enrolled for {len(report.subjects_added)} new subjects; "
+        f"{len(report.already_enrolled)} already enrolled; {len(report.problems)} not enrolled"
+    )
+    if report.problems:
+        raise typer.Exit(1)
+
+
+@watchlist_app.command("list")
+def watchlist_list() -> None:
+    """List watchlists with their number of subjects."""
+    from openlfr.store.watchlists import list_watchlists
+
+    table = Table("watchlist", "subjects", "images", "created")
+    with _session() as session:
+        for w in list_watchlists(session):
+            images = sum(len(s.images) for s in w.subjects)
+            table.add_row(w.name, str(len(w.subjects)), str(images), f"{w.created_at:%Y-%m-%d}")
+    Console().print(table)
+
+
+@watchlist_app.command("show")
+def watchlist_show(name: str) -> None:
+    """Show a watchlist's subjects: category, reason, who added them, expiry, images."""
+    from openlfr.store.watchlists import get_watchlist
+
+    with _session() as session:
+        try:
+            watchlist = get_watchlist(session, name)
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+        table = Table(
+            "subject",
+            "category",
+            "reason",
+            "added by",
+            "expires",
+            "images",
+            title=f"watchlist {watchlist.name}",
+        )
+        for s in watchlist.subjects:
+            expiry = str(s.expires_on or "-") + (" (expired)" if s.expired() else "")
+            table.add_row(s.name, s.category, s.reason, s.added_by, expiry, str(len(s.images)))
+    Console().print(table)
+
+
+@watchlist_app.command("remove-subject")
+def watchlist_remove_subject(name: str, subject: str) -> None:
+    """Remove a subject with its reference images and templates."""
+    from openlfr.store.watchlists import get_watchlist, remove_subject
+
+    with _session() as session:
+        try:
+            remove_subject(session, get_watchlist(session, name), subject)
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+        session.commit()
+    err.print(f"removed {subject} from {name}")
+
+
+# --- search -----------------------------------------------------------------------------------
+
+
+@app.command()
+def search(
+    paths: Annotated[list[Path], typer.Argument(help="Images or folders (searched recursively).")],
+    watchlist: Annotated[str, typer.Option(help="Watchlist to search against.")],
+    top_k: Annotated[int, typer.Option(help="Candidates per face.")] = 3,
+    threshold: Annotated[
+        float | None, typer.Option(help="Open-set score to alert at (default: calibrated).")
+    ] = None,
+    upsample: Annotated[int, typer.Option(help="Detector upsampling for small faces.")] = 1,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per image.")] = False,
+) -> None:
+    """Search every face in the images 1:N against a watchlist."""
+    from openlfr.matching import DEFAULT_THRESHOLD, WatchlistIndex, is_alert
+    from openlfr.store.watchlists import get_watchlist, load_templates
+    from openlfr.vision.batch import analyse_files, list_images
+
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    with _session() as session:
+        try:
+            templates = load_templates(session, get_watchlist(session, watchlist))
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+    for name in templates.expired:
+        err.print(f"[yellow]left out[/yellow] {name}: watchlist entry expired")
+    index = WatchlistIndex(templates.embeddings, templates.subject_ids, templates.subject_names)
+    table = Table("image", "box", "best candidate", "score", "alert")
+    images = list_images(paths)
+    failed = False
+    for result in analyse_files(images, upsample=upsample):
+        if result.error:
+            failed = True
+            line: dict = {"image": result.path, "error": result.error}
+        else:
+            embeddings = [f.embedding for f in result.faces]
+            found = index.search(embeddings, top_k) if embeddings else []
+            line = {"image": result.path, "faces": []}
+            for face, candidates in zip(result.faces, found, strict=True):
+                line["faces"].append(
+                    {
+                        "box": face.box.as_list(),
+                        "quality": face.quality.as_dict(),
+                        "candidates": [
+                            {"subject": c.subject, "score": c.score, "similarity": c.similarity}
+                            for c in candidates
+                        ],
+                        "alert": is_alert(candidates, threshold),
+                    }
+                )
+        if jsonl:
+            sys.stdout.write(json.dumps(line) + "\n")
+            sys.stdout.flush()
+        elif "error" in line:
+            table.add_row(result.path, "", f"[red]{line['error']}[/red]", "", "")
+        else:
+            for face in line["faces"] or [None]:
+                if face is None:
+                    table.add_row(result.path, "no face", "", "", "")
+                    continue
+                best = face["candidates"][0] if face["candidates"] else None
+                table.add_row(
+                    result.path,
+                    str(face["box"]),
+                    best["subject"] if best else "-",
+                    f"{best['score']:.2f}" if best else "-",
+                    "[bold red]ALERT[/bold red]" if face["alert"] else "no",
+                )
+    if not jsonl:
+        Console().print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+
+def _embed_with_progress(paths: list[Path], label: str, no_cache: bool, upsample: int):  # type: ignore[no-untyped-def]
+    from openlfr.evaluation.datasets import default_cache, largest_faces
+
+    cache = None if no_cache else default_cache()
+    with _progress(len(paths), label) as progress:
+        task = progress.add_task(label, total=len(paths))
+        return largest_faces(
+            paths, cache=cache, upsample=upsample, on_result=lambda _: progress.advance(task)
+        )
+
+
+@app.command()
+def evaluate(
+    folder: Annotated[
+        Path, typer.Argument(exists=True, file_okay=False, help="One sub-folder per identity.")
+    ],
+    strangers: Annotated[
+        list[Path] | None,
+        typer.Option(help="Images or folders of people not on the watchlist (non-mated searches)."),
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Threshold to report at (default: calibrated).")
+    ] = None,
+    upsample: Annotated[int, typer.Option(help="Detector upsampling for small faces.")] = 1,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Do not use or fill the embedding cache.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Open-set 1:N accuracy: first image of each identity enrolled, its others searched."""
+    from openlfr.evaluation.datasets import identity_folders
+    from openlfr.evaluation.openset import report, search_outcomes
+    from openlfr.matching import DEFAULT_THRESHOLD
+    from openlfr.vision.batch import list_images
+
+    people = identity_folders(folder)
+    stranger_paths = list_images(strangers or [])
+    paths = [p for images in people.values() for p in images] + stranger_paths
+    faces = _embed_with_progress(paths, "embedding", no_cache, upsample)
+    enrolled, mated, nonmated = {}, [], []
+    for name, images in people.items():
+        if len(images) == 1:
+            nonmated.append(faces[images[0]])
+            continue
+        found = [p for p in images if faces[p] is not None]
+        if not found:
+            mated.extend((name, None) for _ in images[1:])
+            continue
+        enrolled[name] = faces[found[0]]
+        mated.extend((name, faces[p]) for p in images if p != found[0])
+    nonmated.extend(faces[p] for p in stranger_paths)
+    if not enrolled:
+        raise _fail(OpenLFRError(f"{folder}: no identity with two or more images to enrol"))
+    outcomes = search_outcomes(enrolled, [(n, f) for n, f in mated], nonmated)
+    result = report(outcomes, len(enrolled), DEFAULT_THRESHOLD if threshold is None else threshold)
+    if as_json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return
+    table = Table("measure", "value", title=f"open-set evaluation of {folder}")
+    for key, value in result.as_dict().items():
+        table.add_row(key.replace("_", " "), json.dumps(value))
+    Console().print(table)
+
+
+@app.command()
+def calibrate(
+    mated: Annotated[
+        Path,
+        typer.Option(
+            exists=True, file_okay=False, help="Identity folders: enrolled and mated searches."
+        ),
+    ],
+    strangers: Annotated[list[Path], typer.Option(help="Images or folders, one person each.")],
+    watchlist_size: Annotated[int, typer.Option(help="Watchlist size to calibrate for.")] = 1000,
+    target_fpir: Annotated[
+        float, typer.Option(help="Highest acceptable false-positive identification rate.")
+    ] = 0.001,
+    rounds: Annotated[int, typer.Option(help="Random watchlists drawn.")] = 10,
+    seed: int = 0,
+    upsample: Annotated[int, typer.Option(help="Detector upsampling for small faces.")] = 1,
+    output: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
+) -> None:
+    """Choose the open-set threshold for a target FPIR on a watchlist of a given size."""
+    from openlfr.evaluation.calibrate import calibrate as run_calibration
+    from openlfr.evaluation.calibrate import people_from
+    from openlfr.evaluation.datasets import identity_folders
+    from openlfr.vision.batch import list_images
+
+    people = identity_folders(mated)
+    stranger_paths = list_images(strangers)
+    paths = [p for images in people.values() for p in images] + stranger_paths
+    faces = _embed_with_progress(paths, "embedding", False, upsample)
+    pool = people_from(
+        {name: [faces[p] for p in images] for name, images in people.items()},
+        [(str(p), faces[p]) for p in stranger_paths],
+    )
+    try:
+        result = run_calibration(
+            pool, watchlist_size=watchlist_size, target_fpir=target_fpir, rounds=rounds, seed=seed
+        )
+    except ValueError as exc:
+        raise _fail(exc) from exc
+    text = json.dumps(result.as_dict(), indent=2)
+    if output:
+        output.write_text(text + "\n")
+    print(text)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""Accuracy measurement: open-set 1:N evaluation, threshold calibration, embedding cache."""

@@ -1,0 +1,1 @@
+"""The rules OpenLFR enforces: watchlist policy categories, deployment rules, retention, audit."""

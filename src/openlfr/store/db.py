@@ -1,0 +1,48 @@
+"""Opening the store: an engine on any SQLAlchemy URL, with the schema brought up to date."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from openlfr.config import database_url
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def migrate(engine: Engine) -> None:
+    """Apply every Alembic migration not yet applied."""
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+
+
+def make_engine(url: str | None = None) -> Engine:
+    url = url or database_url()
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        # SQLite ignores foreign keys (and so ON DELETE CASCADE) unless asked, per connection.
+        @event.listens_for(engine, "connect")
+        def _fk_on(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            dbapi_connection.execute("PRAGMA foreign_keys = ON")
+
+    return engine
+
+
+def open_store(url: str | None = None) -> sessionmaker[Session]:
+    """A session factory on the store at ``url`` (default: ``config.database_url()``), migrated."""
+    engine = make_engine(url)
+    migrate(engine)
+    return sessionmaker(engine, expire_on_commit=False)

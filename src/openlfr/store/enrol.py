@@ -1,0 +1,114 @@
+"""Enrolment from a folder: a subject per sub-folder, every image in it, none skipped silently."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from openlfr.governance.policy import Policy
+from openlfr.store.models import Watchlist
+from openlfr.store.watchlists import add_reference_image, add_subject, get_subject
+from openlfr.vision.batch import ImageResult, analyse_files, list_images
+from openlfr.vision.image import load_image
+
+
+@dataclass
+class ImportReport:
+    enrolled: list[str] = field(default_factory=list)  # image paths
+    already_enrolled: list[str] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (image path, why)
+    subjects_added: list[str] = field(default_factory=list)
+    subjects_without_images: list[str] = field(default_factory=list)
+
+
+def problem_with(result: ImageResult) -> str | None:
+    """Why an image cannot be a reference image, or None when it can (exactly one face)."""
+    if result.error:
+        return result.error
+    if not result.faces:
+        return "no face found"
+    if len(result.faces) > 1:
+        return f"{len(result.faces)} faces found: a reference image must show one person"
+    return None
+
+
+def import_folder(
+    session: Session,
+    watchlist: Watchlist,
+    folder: Path,
+    *,
+    category: str,
+    reason: str,
+    image_source: str,
+    added_by: str,
+    expires_on: date | None,
+    policy: Policy,
+    upsample: int = 1,
+    workers: int | None = None,
+    on_image: Callable[[str], None] | None = None,
+) -> ImportReport:
+    """Enrol every sub-folder of ``folder`` as a subject (its name the folder's name).
+
+    Each subject is committed with its images as one transaction: an interrupted import keeps
+    the subjects it finished and can be run again (already enrolled images are recognised by
+    their content and not added twice).
+    """
+    policy.check_category(category)
+    report = ImportReport()
+    people = sorted(p for p in folder.iterdir() if p.is_dir())
+    jobs = [(person.name, path) for person in people for path in list_images([person])]
+    results = analyse_files([path for _, path in jobs], upsample=upsample, workers=workers)
+    by_person: dict[str, list[tuple[Path, ImageResult]]] = {}
+    for (name, path), result in zip(jobs, results, strict=True):
+        by_person.setdefault(name, []).append((path, result))
+        if on_image:
+            on_image(str(path))
+    for person in people:
+        images = by_person.get(person.name, [])
+        usable = []
+        for path, result in images:
+            if (why := problem_with(result)) is not None:
+                report.problems.append((str(path), why))
+            else:
+                usable.append((path, result))
+        if not usable:
+            report.subjects_without_images.append(person.name)
+            continue
+        subject = get_subject(session, watchlist, person.name)
+        if subject is None:
+            subject = add_subject(
+                session,
+                watchlist,
+                name=person.name,
+                category=category,
+                reason=reason,
+                image_source=image_source,
+                added_by=added_by,
+                expires_on=expires_on,
+                policy=policy,
+            )
+            report.subjects_added.append(person.name)
+        known = {image.sha256 for image in subject.images}
+        for path, result in usable:
+            content = path.read_bytes()
+            if hashlib.sha256(content).hexdigest() in known:
+                report.already_enrolled.append(str(path))
+                continue
+            height, width = load_image(content).shape[:2]
+            add_reference_image(
+                session,
+                subject,
+                filename=path.name,
+                content=content,
+                face=result.faces[0],
+                width=width,
+                height=height,
+            )
+            report.enrolled.append(str(path))
+        session.commit()
+    return report

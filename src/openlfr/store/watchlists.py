@@ -1,0 +1,164 @@
+"""Watchlists in the store: create, enrol, list, remove, and load templates for search."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from openlfr.errors import NotFoundError, OpenLFRError
+from openlfr.governance.policy import Policy
+from openlfr.store.models import ReferenceImage, Subject, Template, Watchlist
+from openlfr.vision.faces import Face
+from openlfr.vision.models import EMBEDDING_MODEL
+
+
+def create_watchlist(session: Session, name: str, description: str = "") -> Watchlist:
+    if not name.strip():
+        raise OpenLFRError("a watchlist needs a name")
+    if session.scalar(select(Watchlist).where(Watchlist.name == name)) is not None:
+        raise OpenLFRError(f"watchlist {name!r} already exists")
+    watchlist = Watchlist(name=name, description=description)
+    session.add(watchlist)
+    session.flush()
+    return watchlist
+
+
+def get_watchlist(session: Session, name: str) -> Watchlist:
+    watchlist = session.scalar(select(Watchlist).where(Watchlist.name == name))
+    if watchlist is None:
+        raise NotFoundError(f"no watchlist named {name!r} (see 'openlfr watchlist list')")
+    return watchlist
+
+
+def list_watchlists(session: Session) -> list[Watchlist]:
+    return list(session.scalars(select(Watchlist).order_by(Watchlist.name)))
+
+
+def get_subject(session: Session, watchlist: Watchlist, name: str) -> Subject | None:
+    return session.scalar(
+        select(Subject).where(Subject.watchlist_id == watchlist.id, Subject.name == name)
+    )
+
+
+def add_subject(
+    session: Session,
+    watchlist: Watchlist,
+    *,
+    name: str,
+    category: str,
+    reason: str,
+    image_source: str,
+    added_by: str,
+    expires_on: date | None,
+    policy: Policy,
+) -> Subject:
+    """Add a subject; refuses categories the policy does not allow, a missing reason, and a past
+    expiry date."""
+    policy.check_category(category)
+    if not reason.strip():
+        raise OpenLFRError("a subject needs a written reason for being on the watchlist")
+    if expires_on is not None and expires_on < date.today():
+        raise OpenLFRError(f"expiry date {expires_on} is in the past")
+    subject = Subject(
+        watchlist=watchlist,
+        name=name,
+        category=category,
+        reason=reason,
+        image_source=image_source,
+        added_by=added_by,
+        expires_on=expires_on,
+    )
+    session.add(subject)
+    session.flush()
+    return subject
+
+
+def add_reference_image(
+    session: Session,
+    subject: Subject,
+    *,
+    filename: str,
+    content: bytes,
+    face: Face,
+    width: int,
+    height: int,
+) -> ReferenceImage:
+    """Keep an enrolled photo and the template of the one face in it."""
+    if face.embedding is None:
+        raise ValueError("face has no embedding")
+    image = ReferenceImage(
+        subject=subject,
+        filename=filename,
+        content=content,
+        sha256=hashlib.sha256(content).hexdigest(),
+        width=width,
+        height=height,
+    )
+    image.template = Template(
+        model=EMBEDDING_MODEL,
+        embedding=face.embedding.astype("<f4").tobytes(),
+        box=face.box.as_list(),
+        quality={k: v for k, v in face.quality.as_dict().items()},
+        quality_score=face.quality.score,
+    )
+    session.add(image)
+    session.flush()
+    return image
+
+
+def remove_subject(session: Session, watchlist: Watchlist, name: str) -> None:
+    subject = get_subject(session, watchlist, name)
+    if subject is None:
+        raise NotFoundError(f"no subject {name!r} on watchlist {watchlist.name!r}")
+    session.delete(subject)
+    session.flush()
+
+
+@dataclass(frozen=True)
+class TemplateSet:
+    """All usable templates of a watchlist, as arrays ready for an index."""
+
+    embeddings: np.ndarray  # (n, 128) float32
+    subject_ids: np.ndarray  # (n,) int64
+    subject_names: dict[int, str]
+    expired: list[str]  # subjects left out because their entry has expired
+
+
+def load_templates(
+    session: Session,
+    watchlist: Watchlist,
+    *,
+    model: str = EMBEDDING_MODEL,
+    today: date | None = None,
+) -> TemplateSet:
+    """The watchlist's templates made by ``model``; subjects past their expiry are left out."""
+    today = today or date.today()
+    rows = session.execute(
+        select(Subject.id, Subject.name, Subject.expires_on, Template.embedding)
+        .join(ReferenceImage, ReferenceImage.subject_id == Subject.id)
+        .join(Template, Template.image_id == ReferenceImage.id)
+        .where(Subject.watchlist_id == watchlist.id, Template.model == model)
+        .order_by(Subject.id, Template.id)
+    ).all()
+    names: dict[int, str] = {}
+    expired: set[str] = set()
+    ids: list[int] = []
+    blobs: list[bytes] = []
+    for subject_id, name, expires_on, blob in rows:
+        if expires_on is not None and expires_on < today:
+            expired.add(name)
+            continue
+        names[subject_id] = name
+        ids.append(subject_id)
+        blobs.append(blob)
+    embeddings = (
+        np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1).astype(np.float32)
+        if blobs
+        else np.zeros((0, 128), dtype=np.float32)
+    )
+    return TemplateSet(embeddings, np.array(ids, dtype=np.int64), names, sorted(expired))
