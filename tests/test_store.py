@@ -1,0 +1,158 @@
+"""The store: migrations from empty, policy checks on enrolment, expiry, deletion cascades."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import func, inspect, select
+
+from openlfr.errors import NotFoundError, OpenLFRError, PolicyError
+from openlfr.governance.policy import Policy, load_policy
+from openlfr.store import ReferenceImage, Template, open_store
+from openlfr.store.db import make_engine
+from openlfr.store.watchlists import (
+    add_reference_image,
+    add_subject,
+    create_watchlist,
+    get_watchlist,
+    load_templates,
+    remove_subject,
+)
+from openlfr.vision.detect import Detection
+from openlfr.vision.faces import Face
+from openlfr.vision.quality import Quality
+
+
+def _face(seed: int) -> Face:
+    vector = np.random.default_rng(seed).normal(size=128).astype(np.float32)
+    return Face(
+        box=Detection(0, 0, 10, 10, 1.0),
+        landmarks=np.zeros((5, 2), np.float32),
+        quality=Quality(10, 5.0, 100.0, 1.0, 0.0),
+        chip=None,
+        embedding=vector / np.linalg.norm(vector),
+    )
+
+
+def _subject(session, watchlist, name: str, **overrides):  # type: ignore[no-untyped-def]
+    fields = dict(
+        name=name,
+        category="wanted-by-courts",
+        reason="warrant 123",
+        image_source="custody",
+        added_by="pc1",
+        expires_on=None,
+        policy=Policy(),
+    )
+    fields.update(overrides)
+    return add_subject(session, watchlist, **fields)
+
+
+def test_migrations_create_the_schema_from_empty(openlfr_home: Path) -> None:
+    open_store()
+    engine = make_engine()
+    tables = set(inspect(engine).get_table_names())
+    assert {"watchlists", "subjects", "reference_images", "templates", "alembic_version"} <= tables
+    assert (openlfr_home / "openlfr.sqlite3").is_file()
+    open_store()  # a second run finds nothing to do
+
+
+def test_any_sqlalchemy_url(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    with open_store(url)() as session:
+        create_watchlist(session, "w")
+        session.commit()
+    assert (tmp_path / "elsewhere.db").is_file()
+
+
+def test_enrol_keeps_image_and_model_tagged_template() -> None:
+    with open_store()() as session:
+        watchlist = create_watchlist(session, "w")
+        subject = _subject(session, watchlist, "alice")
+        add_reference_image(
+            session,
+            subject,
+            filename="a.jpg",
+            content=b"jpeg bytes",
+            face=_face(1),
+            width=10,
+            height=10,
+        )
+        session.commit()
+        image = session.scalar(select(ReferenceImage))
+        assert image.content == b"jpeg bytes" and len(image.sha256) == 64
+        assert image.template.model == "dlib-resnet-v1"
+        templates = load_templates(session, watchlist)
+        np.testing.assert_allclose(templates.embeddings[0], _face(1).embedding)
+        assert templates.subject_names == {subject.id: "alice"}
+
+
+def test_policy_refuses_unknown_category_missing_reason_and_past_expiry() -> None:
+    with open_store()() as session:
+        watchlist = create_watchlist(session, "w")
+        with pytest.raises(PolicyError, match="not allowed"):
+            _subject(session, watchlist, "a", category="associates")
+        with pytest.raises(OpenLFRError, match="reason"):
+            _subject(session, watchlist, "a", reason="  ")
+        with pytest.raises(OpenLFRError, match="past"):
+            _subject(session, watchlist, "a", expires_on=date.today() - timedelta(days=1))
+
+
+def test_policy_file_changes_the_categories(openlfr_home: Path) -> None:
+    openlfr_home.mkdir(parents=True, exist_ok=True)
+    (openlfr_home / "policy.toml").write_text('categories = ["missing-at-risk", "witness"]\n')
+    policy = load_policy()
+    assert policy.categories == ("missing-at-risk", "witness")
+    with pytest.raises(PolicyError):
+        policy.check_category("wanted-by-courts")
+    (openlfr_home / "policy.toml").write_text("categories = 3\n")
+    with pytest.raises(PolicyError, match="list"):
+        load_policy()
+
+
+def test_expired_subjects_are_left_out_of_search() -> None:
+    with open_store()() as session:
+        watchlist = create_watchlist(session, "w")
+        for i, name in enumerate(["current", "lapsing"]):
+            subject = _subject(session, watchlist, name, expires_on=date.today())
+            add_reference_image(
+                session,
+                subject,
+                filename=f"{i}.jpg",
+                content=bytes([i]),
+                face=_face(i),
+                width=1,
+                height=1,
+            )
+        session.commit()
+        assert len(load_templates(session, watchlist).embeddings) == 2
+        later = load_templates(session, watchlist, today=date.today() + timedelta(days=1))
+        assert len(later.embeddings) == 0 and later.expired == ["current", "lapsing"]
+
+
+def test_removing_a_subject_removes_its_images_and_templates() -> None:
+    with open_store()() as session:
+        watchlist = create_watchlist(session, "w")
+        subject = _subject(session, watchlist, "alice")
+        add_reference_image(
+            session, subject, filename="a.jpg", content=b"x", face=_face(1), width=1, height=1
+        )
+        session.commit()
+        remove_subject(session, watchlist, "alice")
+        session.commit()
+        assert session.scalar(select(func.count()).select_from(ReferenceImage)) == 0
+        assert session.scalar(select(func.count()).select_from(Template)) == 0
+        with pytest.raises(NotFoundError):
+            remove_subject(session, watchlist, "alice")
+
+
+def test_duplicate_and_unknown_watchlists() -> None:
+    with open_store()() as session:
+        create_watchlist(session, "w")
+        with pytest.raises(OpenLFRError, match="already exists"):
+            create_watchlist(session, "w")
+        with pytest.raises(NotFoundError, match="no watchlist"):
+            get_watchlist(session, "nope")
