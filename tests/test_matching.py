@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from openlfr.matching import DEFAULT_THRESHOLD, Candidate, WatchlistIndex, is_alert, open_set_scores
+from openlfr.matching import (
+    DEFAULT_THRESHOLD,
+    Candidate,
+    WatchlistIndex,
+    default_threshold,
+    is_alert,
+    open_set_scores,
+)
+from openlfr.matching.decision import CALIBRATED
 from openlfr.matching.openset import PRIOR_MEAN, PRIOR_STD
 from openlfr.vision.embed import normalise
 
@@ -42,7 +50,7 @@ def test_search_ranks_the_right_subject_first_among_many() -> None:
 def test_empty_watchlist_finds_nothing() -> None:
     index = WatchlistIndex(np.zeros((0, 128), np.float32), np.zeros(0, np.int64), {})
     assert index.search(np.ones((2, 128), np.float32)) == [[], []]
-    assert not is_alert([])
+    assert not is_alert([], threshold=0.0)
 
 
 def test_open_set_score_is_a_z_score_against_the_other_subjects() -> None:
@@ -67,5 +75,16 @@ def test_one_subject_watchlist_falls_back_to_population_statistics() -> None:
 def test_alert_decision_uses_the_threshold() -> None:
     above = [Candidate("a", 1, DEFAULT_THRESHOLD + 0.01, 0.99)]
     below = [Candidate("a", 1, DEFAULT_THRESHOLD - 0.01, 0.99)]
-    assert is_alert(above) and not is_alert(below)
+    assert is_alert(above, DEFAULT_THRESHOLD) and not is_alert(below, DEFAULT_THRESHOLD)
     assert is_alert(below, threshold=DEFAULT_THRESHOLD - 1)
+
+
+def test_default_threshold_grows_with_the_watchlist() -> None:
+    assert default_threshold(1000) == DEFAULT_THRESHOLD == CALIBRATED[1000]
+    assert default_threshold(0) == default_threshold(1) == CALIBRATED[1]
+    sizes = [1, 2, 5, 10, 50, 150, 1000, 5000, 100_000]
+    thresholds = [default_threshold(n) for n in sizes]
+    assert thresholds == sorted(thresholds)
+    assert CALIBRATED[100] < default_threshold(150) < CALIBRATED[300]
+    # Ten times the strangers' chances costs about a third of a standard deviation out there.
+    assert 0.2 < default_threshold(10_000) - default_threshold(1000) < 0.6

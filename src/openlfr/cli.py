@@ -22,7 +22,7 @@ watchlist_app = typer.Typer(
 )
 app.add_typer(watchlist_app, name="watchlist")
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # paths in messages stay whole, greppable
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -193,17 +193,17 @@ def search(
     watchlist: Annotated[str, typer.Option(help="Watchlist to search against.")],
     top_k: Annotated[int, typer.Option(help="Candidates per face.")] = 3,
     threshold: Annotated[
-        float | None, typer.Option(help="Open-set score to alert at (default: calibrated).")
+        float | None,
+        typer.Option(help="Open-set score to alert at (default: calibrated for the list's size)."),
     ] = None,
     upsample: Annotated[int, typer.Option(help="Detector upsampling for small faces.")] = 1,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per image.")] = False,
 ) -> None:
     """Search every face in the images 1:N against a watchlist."""
-    from openlfr.matching import DEFAULT_THRESHOLD, WatchlistIndex, is_alert
+    from openlfr.matching import WatchlistIndex, default_threshold, is_alert
     from openlfr.store.watchlists import get_watchlist, load_templates
     from openlfr.vision.batch import analyse_files, list_images
 
-    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     with _session() as session:
         try:
             templates = load_templates(session, get_watchlist(session, watchlist))
@@ -212,6 +212,8 @@ def search(
     for name in templates.expired:
         err.print(f"[yellow]left out[/yellow] {name}: watchlist entry expired")
     index = WatchlistIndex(templates.embeddings, templates.subject_ids, templates.subject_names)
+    if threshold is None:
+        threshold = default_threshold(index.subject_count)
     table = Table("image", "box", "best candidate", "score", "alert")
     images = list_images(paths)
     failed = False
@@ -283,7 +285,8 @@ def evaluate(
         typer.Option(help="Images or folders of people not on the watchlist (non-mated searches)."),
     ] = None,
     threshold: Annotated[
-        float | None, typer.Option(help="Threshold to report at (default: calibrated).")
+        float | None,
+        typer.Option(help="Threshold to report at (default: calibrated for the list's size)."),
     ] = None,
     upsample: Annotated[int, typer.Option(help="Detector upsampling for small faces.")] = 1,
     no_cache: Annotated[
@@ -294,7 +297,7 @@ def evaluate(
     """Open-set 1:N accuracy: first image of each identity enrolled, its others searched."""
     from openlfr.evaluation.datasets import identity_folders
     from openlfr.evaluation.openset import report, search_outcomes
-    from openlfr.matching import DEFAULT_THRESHOLD
+    from openlfr.matching import default_threshold
     from openlfr.vision.batch import list_images
 
     people = identity_folders(folder)
@@ -316,7 +319,9 @@ def evaluate(
     if not enrolled:
         raise _fail(OpenLFRError(f"{folder}: no identity with two or more images to enrol"))
     outcomes = search_outcomes(enrolled, [(n, f) for n, f in mated], nonmated)
-    result = report(outcomes, len(enrolled), DEFAULT_THRESHOLD if threshold is None else threshold)
+    if threshold is None:
+        threshold = default_threshold(len(enrolled))
+    result = report(outcomes, len(enrolled), threshold)
     if as_json:
         print(json.dumps(result.as_dict(), indent=2))
         return
@@ -335,7 +340,10 @@ def calibrate(
         ),
     ],
     strangers: Annotated[list[Path], typer.Option(help="Images or folders, one person each.")],
-    watchlist_size: Annotated[int, typer.Option(help="Watchlist size to calibrate for.")] = 1000,
+    watchlist_size: Annotated[
+        list[int] | None,
+        typer.Option(help="Watchlist size to calibrate for; repeat for a table (default 1000)."),
+    ] = None,
     target_fpir: Annotated[
         float, typer.Option(help="Highest acceptable false-positive identification rate.")
     ] = 0.001,
@@ -358,16 +366,100 @@ def calibrate(
         {name: [faces[p] for p in images] for name, images in people.items()},
         [(str(p), faces[p]) for p in stranger_paths],
     )
-    try:
-        result = run_calibration(
-            pool, watchlist_size=watchlist_size, target_fpir=target_fpir, rounds=rounds, seed=seed
-        )
-    except ValueError as exc:
-        raise _fail(exc) from exc
-    text = json.dumps(result.as_dict(), indent=2)
+    results = []
+    for size in watchlist_size or [1000]:
+        try:
+            results.append(
+                run_calibration(
+                    pool, watchlist_size=size, target_fpir=target_fpir, rounds=rounds, seed=seed
+                ).as_dict()
+            )
+        except ValueError as exc:
+            raise _fail(exc) from exc
+    table = {str(r["watchlist_size"]): r["threshold"] for r in results}
+    text = json.dumps(
+        results[0] if len(results) == 1 else {"thresholds": table, "calibrations": results},
+        indent=2,
+    )
     if output:
         output.write_text(text + "\n")
     print(text)
+
+
+# --- live -------------------------------------------------------------------------------------
+
+
+@app.command()
+def replay(
+    video: Annotated[str, typer.Argument(help="A video file or a folder of frames.")],
+    watchlist: Annotated[str, typer.Option(help="Watchlist to search against.")],
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="Open-set score to alert at (default: calibrated for the list's size)."),
+    ] = None,
+    realtime: Annotated[
+        bool, typer.Option("--realtime", help="Keep the file's pace, dropping frames as live.")
+    ] = False,
+    working_width: Annotated[
+        int, typer.Option(help="Detect on frames scaled to this width.")
+    ] = 960,
+    upsample: Annotated[int, typer.Option(help="Detector upsampling for small faces.")] = 0,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per alert.")] = False,
+) -> None:
+    """Run the live pipeline over a video file as if it were a camera; print its alerts."""
+    import time
+
+    from openlfr.live.pipeline import LiveConfig, LivePipeline
+    from openlfr.live.runner import run_camera
+    from openlfr.live.sources import open_source
+    from openlfr.matching import WatchlistIndex, default_threshold
+    from openlfr.store.watchlists import get_watchlist, load_templates
+
+    with _session() as session:
+        try:
+            templates = load_templates(session, get_watchlist(session, watchlist))
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+    index = WatchlistIndex(templates.embeddings, templates.subject_ids, templates.subject_names)
+    config = LiveConfig(
+        threshold=default_threshold(index.subject_count) if threshold is None else threshold,
+        working_width=working_width,
+        upsample=upsample,
+    )
+    pipeline = LivePipeline(index, camera=video, config=config)
+
+    def show(event) -> None:  # type: ignore[no-untyped-def]
+        line = {
+            "frame": event.frame,
+            "time_s": event.time_s,
+            "subject": event.subject,
+            "score": event.score,
+            "track": event.track,
+            "box": event.box,
+        }
+        if event.kind == "update":
+            line["updates"] = event.alert_id
+        if jsonl:
+            print(json.dumps(line), flush=True)
+        else:
+            err.print(f"[bold red]ALERT[/bold red] {line}")
+
+    started = time.monotonic()
+    try:
+        with open_source(video) as source:
+            counts = run_camera(source, pipeline, show, realtime=realtime)
+    except OpenLFRError as exc:
+        raise _fail(exc) from exc
+    wall = time.monotonic() - started
+    summary = {
+        "frames": counts.frames,
+        "faces_processed": counts.faces_processed,
+        "alerts": counts.alerts,
+        "dropped_frames": counts.frames_dropped,
+        "wall_s": round(wall, 2),
+        "fps": round(counts.frames / wall, 2) if wall else 0.0,
+    }
+    print(json.dumps({"summary": summary}), flush=True)
 
 
 def main() -> None:  # pragma: no cover

@@ -1,0 +1,1 @@
+"""Live facial recognition: video sources, face tracking, best shots, alerts, deployments."""
