@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import sys
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +21,8 @@ watchlist_app = typer.Typer(
     help="Create, enrol, inspect and prune watchlists.", no_args_is_help=True
 )
 app.add_typer(watchlist_app, name="watchlist")
+deployment_app = typer.Typer(help="Plan, run and stop deployments.", no_args_is_help=True)
+app.add_typer(deployment_app, name="deployment")
 
 err = Console(stderr=True, soft_wrap=True)  # paths in messages stay whole, greppable
 
@@ -446,10 +448,16 @@ def replay(
 
     started = time.monotonic()
     try:
-        with open_source(video) as source:
-            counts = run_camera(source, pipeline, show, realtime=realtime)
+        source = open_source(video)
     except OpenLFRError as exc:
         raise _fail(exc) from exc
+    problem = None
+    with source:
+        try:
+            run_camera(source, pipeline, show, realtime=realtime)
+        except OpenLFRError as exc:
+            problem = str(exc)
+    counts = pipeline.counts
     wall = time.monotonic() - started
     summary = {
         "frames": counts.frames,
@@ -459,7 +467,209 @@ def replay(
         "wall_s": round(wall, 2),
         "fps": round(counts.frames / wall, 2) if wall else 0.0,
     }
+    if problem:
+        summary["error"] = problem
+        err.print(f"[red]error:[/red] {problem}")
     print(json.dumps({"summary": summary}), flush=True)
+    if problem:
+        raise typer.Exit(1)
+
+
+# --- deployments ------------------------------------------------------------------------------
+
+
+def _when(text: str) -> datetime:
+    """An ISO date-time (UTC unless it says otherwise), ``now``, or ``+90m`` / ``+4h`` from now."""
+    from datetime import UTC, timedelta
+
+    now = datetime.now(UTC)
+    if text == "now":
+        return now
+    if text.startswith("+") and text[-1] in "smh" and text[1:-1].replace(".", "").isdigit():
+        unit = {"s": "seconds", "m": "minutes", "h": "hours"}[text[-1]]
+        return now + timedelta(**{unit: float(text[1:-1])})
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise OpenLFRError(f"{text!r} is not a time: use ISO 8601, 'now' or '+4h'") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@deployment_app.command("create")
+def deployment_create(
+    name: Annotated[str, typer.Option(help="Short name of the operation.")],
+    location: Annotated[str, typer.Option(help="Where the cameras are: the targeted area.")],
+    reason: Annotated[str, typer.Option(help="Why here, why now, why these people.")],
+    watchlist: Annotated[str, typer.Option(help="Watchlist to freeze at start.")],
+    end: Annotated[str, typer.Option(help="Hard end: ISO time (UTC), or +4h from now.")],
+    camera: Annotated[
+        list[str], typer.Option(help="NAME=SOURCE (file, folder, rtsp:// or http:// URL, index).")
+    ],
+    start: Annotated[str, typer.Option(help="Start: ISO time (UTC), 'now' or +10m.")] = "now",
+    threshold: Annotated[
+        float | None, typer.Option(help="Alert threshold (default: calibrated for the list).")
+    ] = None,
+    created_by: Annotated[str | None, typer.Option(help="Who plans it (default: you).")] = None,
+) -> None:
+    """Plan a deployment: who, where, when, why, which watchlist, which cameras."""
+    from openlfr.live.deployment import create_deployment
+
+    cameras = {}
+    for i, spec in enumerate(camera, start=1):
+        cam_name, _, source = (
+            spec.partition("=")
+            if "=" in spec and "://" not in spec.split("=")[0]
+            else ("", "", spec)
+        )
+        cameras[cam_name or f"camera-{i}"] = source
+    with _session() as session:
+        try:
+            deployment = create_deployment(
+                session,
+                name=name,
+                location=location,
+                reason=reason,
+                watchlist=watchlist,
+                starts_at=_when(start),
+                ends_at=_when(end),
+                cameras=cameras,
+                created_by=created_by or getpass.getuser(),
+                threshold=threshold,
+            )
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+        session.commit()
+        print(deployment.id)
+    err.print(
+        f"deployment {deployment.id} planned: run it with 'openlfr deployment run {deployment.id}'"
+    )
+
+
+@deployment_app.command("list")
+def deployment_list() -> None:
+    """Deployments with their status and counts."""
+    from sqlalchemy import select
+
+    from openlfr.live.deployment import recover_crashed
+    from openlfr.store.models import Deployment
+
+    table = Table(
+        "id", "name", "location", "watchlist", "start", "end", "status", "faces processed", "alerts"
+    )
+    with _session() as session:
+        recover_crashed(session)
+        for d in session.scalars(select(Deployment).order_by(Deployment.id)):
+            table.add_row(
+                str(d.id),
+                d.name,
+                d.location,
+                d.watchlist_name,
+                f"{d.starts_at:%Y-%m-%d %H:%M}",
+                f"{d.ends_at:%Y-%m-%d %H:%M}",
+                d.status + (f" ({d.end_reason})" if d.end_reason else ""),
+                str(sum(c.faces_processed for c in d.cameras)),
+                str(sum(c.alerts for c in d.cameras)),
+            )
+    Console().print(table)
+
+
+@deployment_app.command("show")
+def deployment_show(
+    deployment_id: int,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """One deployment: its record, its cameras' counts and its alerts (without images)."""
+    from sqlalchemy import select
+
+    from openlfr.live.deployment import get_deployment, recover_crashed
+    from openlfr.store.models import Alert
+
+    with _session() as session:
+        recover_crashed(session)
+        try:
+            d = get_deployment(session, deployment_id)
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+        alerts = session.scalars(
+            select(Alert).where(Alert.deployment_id == d.id).order_by(Alert.raised_at)
+        ).all()
+        record = {
+            "id": d.id,
+            "name": d.name,
+            "location": d.location,
+            "reason": d.reason,
+            "watchlist": d.watchlist_name,
+            "threshold": d.threshold,
+            "starts_at": str(d.starts_at),
+            "ends_at": str(d.ends_at),
+            "status": d.status,
+            "started_at": str(d.started_at) if d.started_at else None,
+            "ended_at": str(d.ended_at) if d.ended_at else None,
+            "end_reason": d.end_reason,
+            "snapshot_size": d.snapshot_size,
+            "created_by": d.created_by,
+            "cameras": [
+                {
+                    "name": c.name,
+                    "source": c.source,
+                    "frames": c.frames,
+                    "frames_dropped": c.frames_dropped,
+                    "faces_processed": c.faces_processed,
+                    "alerts": c.alerts,
+                    "error": c.error,
+                }
+                for c in d.cameras
+            ],
+            "alerts": [
+                {
+                    "id": a.id,
+                    "subject": a.subject_name,
+                    "score": a.score,
+                    "camera_id": a.camera_id,
+                    "track": a.track,
+                    "time_s": a.time_s,
+                    "raised_at": str(a.raised_at),
+                    "latency_s": a.latency_s,
+                }
+                for a in alerts
+            ],
+        }
+    if as_json:
+        print(json.dumps(record, indent=2))
+    else:
+        Console().print_json(json.dumps(record))
+
+
+@deployment_app.command("run")
+def deployment_run(deployment_id: int) -> None:
+    """Run a deployment until its end time or 'openlfr deployment stop'; one process per camera."""
+    from openlfr.live.deployment import run_deployment
+    from openlfr.store.db import open_store
+
+    def show(event) -> None:  # type: ignore[no-untyped-def]
+        err.print(
+            f"[bold red]ALERT[/bold red] {event.camera}: {event.subject} "
+            f"(score {event.score:.2f}, track {event.track})"
+        )
+
+    try:
+        deployment = run_deployment(open_store(), deployment_id, on_alert=show)
+    except OpenLFRError as exc:
+        raise _fail(exc) from exc
+    err.print(f"deployment {deployment_id} ended: {deployment.end_reason}; snapshot destroyed")
+
+
+@deployment_app.command("stop")
+def deployment_stop(deployment_id: int) -> None:
+    """Ask a running deployment to stop now."""
+    from openlfr.live.deployment import request_stop
+
+    with _session() as session:
+        try:
+            request_stop(session, deployment_id)
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+    err.print(f"stop requested for deployment {deployment_id}")
 
 
 def main() -> None:  # pragma: no cover

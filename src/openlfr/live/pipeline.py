@@ -34,7 +34,7 @@ from openlfr.vision.quality import Quality, assess_quality
 @dataclass
 class LiveConfig:
     threshold: float | None = None  # None: calibrated for the watchlist's size
-    working_width: int = 960  # frames wider than this are scaled down for detection
+    working_width: int = 960  # frames are scaled to this width for detection (up or down)
     upsample: int = 0
     min_eye_distance_px: float = 18.0  # a face smaller than this is not yet usable
     min_frontalness: float = 0.35
@@ -97,6 +97,13 @@ class LivePipeline:
         )
         self._raised: dict[int, _Raised] = {}  # subject id -> the alert on this camera
 
+    def warm_up(self) -> None:
+        """Load the models now, so that the first frames of a live source are not dropped."""
+        blank = np.zeros((120, 120, 3), np.uint8)
+        detect_faces(blank)
+        find_landmarks(blank, Detection(10, 10, 100, 100, 0.0))
+        embed_chips([np.zeros((150, 150, 3), np.uint8)])
+
     def process(self, frame: Frame) -> list[AlertEvent]:
         """Run one frame through the pipeline; returns the alert events it caused."""
         self.counts.frames += 1
@@ -125,8 +132,10 @@ class LivePipeline:
 
     def _detect(self, image: np.ndarray) -> list[Detection]:
         height, width = image.shape[:2]
-        scale = min(1.0, self.config.working_width / width)
-        if scale == 1.0:
+        # Scaling small frames up finds the small faces of low-resolution cameras; scaling large
+        # ones down keeps detection time bounded. Landmarks and chips use the original frame.
+        scale = self.config.working_width / width
+        if abs(scale - 1.0) < 0.01:
             return detect_faces(image, upsample=self.config.upsample)
         small = cv2.resize(
             image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA

@@ -75,6 +75,7 @@ class VideoFileSource(FrameSource):
         if not self._capture.isOpened():
             raise SourceError(f"{path}: cannot open as video (corrupt, or not a video file)")
         self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 25.0
+        self.expected_frames = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
 
     def frames(self) -> Iterator[Frame]:
         index = 0
@@ -88,6 +89,14 @@ class VideoFileSource(FrameSource):
             index += 1
         if index == 0:
             raise SourceError(f"{self.name}: no frame could be decoded (corrupt or truncated?)")
+        # Containers state their length; a file that stops well short of it was cut off.
+        if self.expected_frames and index < self.expected_frames - max(
+            2, self.expected_frames // 50
+        ):
+            raise SourceError(
+                f"{self.name}: ended after {index} of {self.expected_frames} frames "
+                "(truncated or corrupt); the frames before were processed"
+            )
 
     def close(self) -> None:
         self._capture.release()

@@ -101,3 +101,89 @@ class Template(Base):
     quality_score: Mapped[float] = mapped_column(Float)
 
     image: Mapped[ReferenceImage] = relationship(back_populates="template")
+
+
+class Deployment(Base):
+    """One authorised operation: where, why, which watchlist, from when to a hard end."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    location: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    watchlist_name: Mapped[str] = mapped_column(String(200))
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # planned -> running -> ended; end_reason says why (time limit, stopped, recovered, failed)
+    status: Mapped[str] = mapped_column(String(20), default="planned")
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    end_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    stop_requested: Mapped[bool] = mapped_column(default=False)
+    runner_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    runner_host: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    snapshot_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    cameras: Mapped[list[Camera]] = relationship(
+        back_populates="deployment", cascade="all, delete-orphan", order_by="Camera.id"
+    )
+
+
+class Camera(Base):
+    """A deployment's camera, with the only record kept of the faces it saw: counts."""
+
+    __tablename__ = "cameras"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(Text)
+    frames: Mapped[int] = mapped_column(Integer, default=0)
+    frames_dropped: Mapped[int] = mapped_column(Integer, default=0)
+    faces_processed: Mapped[int] = mapped_column(Integer, default=0)
+    alerts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    deployment: Mapped[Deployment] = relationship(back_populates="cameras")
+
+
+class SnapshotTemplate(Base):
+    """The frozen copy of one watchlist image a running deployment searches against; all of a
+    deployment's rows are deleted when it ends (DESIGN.md, invariant 3)."""
+
+    __tablename__ = "snapshot_templates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    subject_id: Mapped[int] = mapped_column(Integer)
+    subject_name: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(100))
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    image: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Alert(Base):
+    """A possible match for a human to adjudicate: the probe crop beside the reference image."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id", ondelete="CASCADE"))
+    track: Mapped[int] = mapped_column(Integer)
+    frame: Mapped[int] = mapped_column(Integer)
+    time_s: Mapped[float] = mapped_column(Float)
+    subject_id: Mapped[int] = mapped_column(Integer)
+    subject_name: Mapped[str] = mapped_column(String(200))
+    score: Mapped[float] = mapped_column(Float)
+    similarity: Mapped[float] = mapped_column(Float)
+    box: Mapped[list[int]] = mapped_column(JSON)
+    latency_s: Mapped[float] = mapped_column(Float)
+    probe_image: Mapped[bytes] = mapped_column(LargeBinary)
+    reference_image: Mapped[bytes] = mapped_column(LargeBinary)
+    raised_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -1,0 +1,362 @@
+"""Deployments: create, freeze the watchlist, run the cameras until the hard end, destroy the copy.
+
+    >>> d = create_deployment(session, name="Oxford St", location="Oxford Circus, north exit",
+    ...                       reason="...", watchlist="wanted", starts_at=..., ends_at=...,
+    ...                       cameras={"north": "rtsp://10.0.0.5/stream"}, created_by="insp1")
+    >>> run_deployment(session_factory, d.id)      # blocks until the end time or a stop
+
+Each camera runs in its own worker process (``camera_worker``): the frozen templates in, alert
+events and counts out through a queue. The parent process alone writes to the store. Whatever
+ends a deployment (its end time, ``openlfr deployment stop``, a failure, or the next start
+after a crash) destroys its watchlist snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue
+import socket
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from openlfr.errors import NotFoundError, OpenLFRError
+from openlfr.live.pipeline import AlertEvent, CameraCounts, LiveConfig, LivePipeline
+from openlfr.live.runner import run_camera
+from openlfr.live.sources import open_source
+from openlfr.matching import WatchlistIndex, default_threshold
+from openlfr.store.models import (
+    Alert,
+    Camera,
+    Deployment,
+    ReferenceImage,
+    SnapshotTemplate,
+    Subject,
+    Template,
+    utcnow,
+)
+from openlfr.store.watchlists import get_watchlist
+from openlfr.vision.models import EMBEDDING_MODEL
+
+log = logging.getLogger(__name__)
+
+
+class DeploymentError(OpenLFRError):
+    """A deployment cannot be created, started or run as asked."""
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything OpenLFR stores is UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def create_deployment(
+    session: Session,
+    *,
+    name: str,
+    location: str,
+    reason: str,
+    watchlist: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    cameras: dict[str, str],
+    created_by: str,
+    threshold: float | None = None,
+) -> Deployment:
+    """Record a planned deployment; refuses an empty reason, no camera, or a past end."""
+    get_watchlist(session, watchlist)  # must exist now; it is frozen at start
+    starts_at, ends_at = as_utc(starts_at), as_utc(ends_at)
+    if not reason.strip() or not location.strip():
+        raise DeploymentError("a deployment needs a location and a written reason")
+    if ends_at <= starts_at:
+        raise DeploymentError("a deployment must end after it starts")
+    if ends_at <= utcnow():
+        raise DeploymentError(f"the end time {ends_at:%Y-%m-%d %H:%M} UTC has already passed")
+    if not cameras:
+        raise DeploymentError("a deployment needs at least one camera")
+    deployment = Deployment(
+        name=name,
+        location=location,
+        reason=reason,
+        watchlist_name=watchlist,
+        threshold=threshold,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        created_by=created_by,
+        status="planned",
+        stop_requested=False,
+    )
+    deployment.cameras = [
+        Camera(name=cam, source=src, frames=0, frames_dropped=0, faces_processed=0, alerts=0)
+        for cam, src in cameras.items()
+    ]
+    session.add(deployment)
+    session.flush()
+    return deployment
+
+
+def get_deployment(session: Session, deployment_id: int) -> Deployment:
+    deployment = session.get(Deployment, deployment_id)
+    if deployment is None:
+        raise NotFoundError(f"no deployment {deployment_id} (see 'openlfr deployment list')")
+    return deployment
+
+
+def freeze_snapshot(session: Session, deployment: Deployment) -> int:
+    """Copy the watchlist's current, unexpired templates and images for this deployment."""
+    watchlist = get_watchlist(session, deployment.watchlist_name)
+    today = utcnow().date()
+    rows = session.execute(
+        select(Subject, ReferenceImage.content, Template.embedding)
+        .join(ReferenceImage, ReferenceImage.subject_id == Subject.id)
+        .join(Template, Template.image_id == ReferenceImage.id)
+        .where(Subject.watchlist_id == watchlist.id, Template.model == EMBEDDING_MODEL)
+    ).all()
+    subjects = set()
+    for subject, image, embedding in rows:
+        if subject.expired(today):
+            continue
+        subjects.add(subject.id)
+        session.add(
+            SnapshotTemplate(
+                deployment_id=deployment.id,
+                subject_id=subject.id,
+                subject_name=subject.name,
+                model=EMBEDDING_MODEL,
+                embedding=embedding,
+                image=image,
+            )
+        )
+    if not subjects:
+        raise DeploymentError(f"watchlist {watchlist.name!r} has no current subject to search for")
+    session.flush()
+    return len(subjects)
+
+
+def destroy_snapshot(session: Session, deployment: Deployment) -> None:
+    session.execute(delete(SnapshotTemplate).where(SnapshotTemplate.deployment_id == deployment.id))
+
+
+def end_deployment(session: Session, deployment: Deployment, reason: str) -> None:
+    destroy_snapshot(session, deployment)
+    deployment.status = "ended"
+    deployment.ended_at = utcnow()
+    deployment.end_reason = reason
+    deployment.runner_pid = None
+    session.commit()
+
+
+def _runner_alive(deployment: Deployment) -> bool:
+    if deployment.runner_host != socket.gethostname():
+        return True  # run from another machine: only that machine can tell
+    if deployment.runner_pid is None:
+        return False
+    try:
+        os.kill(deployment.runner_pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_crashed(session: Session) -> list[int]:
+    """End every deployment marked running whose runner is gone; returns their ids."""
+    recovered = []
+    for deployment in session.scalars(select(Deployment).where(Deployment.status == "running")):
+        if not _runner_alive(deployment):
+            end_deployment(session, deployment, "recovered after the runner stopped unexpectedly")
+            recovered.append(deployment.id)
+    return recovered
+
+
+def request_stop(session: Session, deployment_id: int) -> None:
+    deployment = get_deployment(session, deployment_id)
+    if deployment.status != "running":
+        raise DeploymentError(f"deployment {deployment_id} is {deployment.status}, not running")
+    deployment.stop_requested = True
+    session.commit()
+
+
+@dataclass
+class WorkerJob:
+    """Everything a camera worker needs: picklable, so it could run on another machine."""
+
+    camera_id: int
+    camera: str
+    source: str
+    embeddings: np.ndarray
+    subject_ids: np.ndarray
+    subject_names: dict[int, str]
+    config: LiveConfig
+    deadline: float  # time.time() of the deployment's end
+
+
+def camera_worker(job: WorkerJob, events: Any, stop: Any) -> None:
+    """Worker process body: one camera's source through the pipeline, events onto ``events``."""
+    index = WatchlistIndex(job.embeddings, job.subject_ids, job.subject_names)
+    pipeline = LivePipeline(index, camera=job.camera, config=job.config)
+    pipeline.warm_up()
+    try:
+        with open_source(job.source) as source:
+            run_camera(
+                source,
+                pipeline,
+                lambda e: events.put(("alert", job.camera_id, e)),
+                realtime=True,
+                should_stop=stop.is_set,
+                deadline=job.deadline,
+                on_counts=lambda c: events.put(("counts", job.camera_id, c)),
+            )
+    except OpenLFRError as exc:
+        events.put(("error", job.camera_id, str(exc)))
+    finally:
+        events.put(("done", job.camera_id, None))
+
+
+def run_deployment(
+    session_factory: sessionmaker[Session],
+    deployment_id: int,
+    *,
+    on_alert: Any = None,
+    poll_s: float = 0.5,
+) -> Deployment:
+    """Start a deployment, run every camera until the end time or a stop, then end it."""
+    with session_factory() as session:
+        recover_crashed(session)
+        deployment = get_deployment(session, deployment_id)
+        if deployment.status != "planned":
+            raise DeploymentError(f"deployment {deployment_id} is {deployment.status}")
+        now = utcnow()
+        if now >= as_utc(deployment.ends_at):
+            raise DeploymentError(f"deployment {deployment_id} ended at {deployment.ends_at}")
+        if now < as_utc(deployment.starts_at):
+            raise DeploymentError(
+                f"deployment {deployment_id} is authorised from {deployment.starts_at} UTC"
+            )
+        size = freeze_snapshot(session, deployment)
+        deployment.status, deployment.started_at = "running", now
+        deployment.runner_pid, deployment.runner_host = os.getpid(), socket.gethostname()
+        deployment.snapshot_size = size
+        session.commit()
+        try:
+            _run_cameras(session, deployment, on_alert, poll_s)
+        except BaseException:
+            session.rollback()
+            end_deployment(session, deployment, "failed: the runner stopped on an error")
+            raise
+        return deployment
+
+
+def _run_cameras(session: Session, deployment: Deployment, on_alert: Any, poll_s: float) -> None:
+    snapshot = session.scalars(
+        select(SnapshotTemplate).where(SnapshotTemplate.deployment_id == deployment.id)
+    ).all()
+    embeddings = np.stack([np.frombuffer(t.embedding, dtype="<f4") for t in snapshot])
+    subject_ids = np.array([t.subject_id for t in snapshot], dtype=np.int64)
+    names = {t.subject_id: t.subject_name for t in snapshot}
+    reference = {t.subject_id: t.image for t in snapshot}  # first image per subject is enough
+    threshold = deployment.threshold or default_threshold(len(names))
+    deadline = as_utc(deployment.ends_at).timestamp()
+    context = mp.get_context("spawn")  # a clean interpreter per camera, as on a cluster
+    events, stop = context.Queue(), context.Event()
+    workers = []
+    for camera in deployment.cameras:
+        job = WorkerJob(
+            camera.id,
+            camera.name,
+            camera.source,
+            embeddings,
+            subject_ids,
+            names,
+            LiveConfig(threshold=threshold),
+            deadline,
+        )
+        worker = context.Process(target=camera_worker, args=(job, events, stop), daemon=True)
+        worker.start()
+        workers.append(worker)
+    cameras = {c.id: c for c in deployment.cameras}
+    running = set(cameras)
+    reason: str | None = None
+    while running:
+        if time.time() >= deadline and reason is None:
+            stop.set()
+            reason = "time limit reached"
+        session.refresh(deployment, ["stop_requested"])
+        if deployment.stop_requested and reason is None:
+            stop.set()
+            reason = "stopped by an operator"
+        try:
+            kind, camera_id, payload = events.get(timeout=poll_s)
+        except queue.Empty:
+            if not any(w.is_alive() for w in workers):
+                break
+            continue
+        camera = cameras[camera_id]
+        if kind == "alert" and time.time() > deadline:
+            continue  # raised after the hard end: not a lawful alert, not kept
+        if kind == "alert":
+            _store_alert(session, deployment, camera, payload, reference)
+            if on_alert:
+                on_alert(payload)
+        elif kind == "counts":
+            _store_counts(camera, payload)
+        elif kind == "error":
+            camera.error = payload
+            log.error("camera %s: %s", camera.name, payload)
+        elif kind == "done":
+            running.discard(camera_id)
+        session.commit()
+    stop.set()
+    for worker in workers:
+        worker.join(timeout=10)
+        if worker.is_alive():
+            worker.kill()
+    if all(c.error for c in cameras.values()):
+        reason = "failed: no camera could run"
+    end_deployment(session, deployment, reason or "every camera's source ended")
+
+
+def _store_counts(camera: Camera, counts: CameraCounts) -> None:
+    camera.frames, camera.frames_dropped = counts.frames, counts.frames_dropped
+    camera.faces_processed, camera.alerts = counts.faces_processed, counts.alerts
+
+
+def _store_alert(
+    session: Session,
+    deployment: Deployment,
+    camera: Camera,
+    event: AlertEvent,
+    reference: dict[int, bytes],
+) -> None:
+    alert = session.get(Alert, event.alert_id)
+    if alert is None:
+        session.add(
+            Alert(
+                id=event.alert_id,
+                deployment_id=deployment.id,
+                camera_id=camera.id,
+                track=event.track,
+                frame=event.frame,
+                time_s=event.time_s,
+                subject_id=event.subject_id,
+                subject_name=event.subject,
+                score=event.score,
+                similarity=event.similarity,
+                box=event.box,
+                latency_s=event.latency_s,
+                probe_image=event.probe_jpeg,
+                reference_image=reference[event.subject_id],
+            )
+        )
+    else:  # a stronger shot of the same person: better evidence for the reviewer
+        alert.track, alert.frame, alert.time_s = event.track, event.frame, event.time_s
+        alert.score, alert.similarity, alert.box = event.score, event.similarity, event.box
+        alert.probe_image, alert.updated_at = event.probe_jpeg, utcnow()

@@ -1,0 +1,380 @@
+"""The live pipeline on real video: alerts for enrolled people, nothing for anyone else,
+clear errors for bad sources, deployments that end on time and leave no snapshot."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from openlfr.cli import app
+from openlfr.errors import OpenLFRError
+from openlfr.governance.policy import Policy
+from openlfr.live.deployment import (
+    create_deployment,
+    freeze_snapshot,
+    recover_crashed,
+    request_stop,
+    run_deployment,
+)
+from openlfr.live.pipeline import LiveConfig, LivePipeline
+from openlfr.live.sources import SourceError, open_source
+from openlfr.live.tracker import IouTracker
+from openlfr.matching import WatchlistIndex
+from openlfr.store import Alert, Deployment, SnapshotTemplate, open_store
+from openlfr.store.watchlists import (
+    add_reference_image,
+    add_subject,
+    create_watchlist,
+    load_templates,
+)
+from openlfr.vision import find_faces
+from openlfr.vision.detect import Detection
+
+
+def _frame(video: Path, index: int) -> np.ndarray:
+    with open_source(str(video)) as source:
+        for frame in source.frames():
+            if frame.index == index:
+                return frame.image
+    raise AssertionError(f"{video} has no frame {index}")
+
+
+def _enrol(session, watchlist, name: str, image: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    import cv2
+
+    face = max(find_faces(image, upsample=1), key=lambda f: f.box.width)
+    subject = add_subject(
+        session,
+        watchlist,
+        name=name,
+        category="missing-at-risk",
+        reason="test",
+        image_source="test clip",
+        added_by="test",
+        expires_on=None,
+        policy=Policy(),
+    )
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    add_reference_image(
+        session,
+        subject,
+        filename=f"{name}.jpg",
+        content=jpeg.tobytes(),
+        face=face,
+        width=image.shape[1],
+        height=image.shape[0],
+    )
+
+
+@pytest.fixture
+def video(test_data: Path) -> Path:
+    return test_data / "video"
+
+
+@pytest.fixture
+def watchlist_from_clip(video: Path, test_data: Path):  # type: ignore[no-untyped-def]
+    """'walker' enrolled from frame 0 of a clip, with eight unrelated people beside him."""
+    factory = open_store()
+    cast = test_data / "faces/misc/faceapi_js/examples/images"
+    with factory() as session:
+        watchlist = create_watchlist(session, "clip")
+        _enrol(
+            session,
+            watchlist,
+            "walker",
+            _frame(video / "intel-head-pose-face-detection-male.mp4", 0),
+        )
+        for name in ["amy", "bernadette", "howard", "leonard", "penny", "raj", "sheldon"]:
+            from openlfr.vision.image import load_image
+
+            _enrol(session, watchlist, name, load_image(cast / name / f"{name}1.jpg"))
+        session.commit()
+        templates = load_templates(session, watchlist)
+    return factory, WatchlistIndex(
+        templates.embeddings, templates.subject_ids, templates.subject_names
+    )
+
+
+def test_enrolled_face_alerts_in_another_part_of_the_clip(watchlist_from_clip, video) -> None:  # type: ignore[no-untyped-def]
+    _, index = watchlist_from_clip
+    pipeline = LivePipeline(index, camera="test", config=LiveConfig())
+    events = []
+    with open_source(str(video / "intel-head-pose-face-detection-male.mp4")) as source:
+        for frame in source.frames():
+            if frame.index >= 31:  # enrolled from frame 0: search only the second half
+                events.extend(pipeline.process(frame))
+    pipeline.finish()
+    new = [e for e in events if e.kind == "new"]
+    assert [e.subject for e in new] == ["walker"]  # one alert, the right person, no duplicate
+    assert pipeline.counts.faces_processed == 1
+    assert new[0].latency_s < 1.0
+    assert new[0].probe_jpeg[:2] == b"\xff\xd8"
+
+
+def test_replay_prints_alerts_and_a_summary(watchlist_from_clip, video) -> None:  # type: ignore[no-untyped-def]
+    result = CliRunner().invoke(
+        app,
+        [
+            "replay",
+            str(video / "intel-head-pose-face-detection-male.mp4"),
+            "--watchlist",
+            "clip",
+            "--upsample",
+            "1",
+            "--jsonl",
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    alerts, summary = lines[:-1], lines[-1]["summary"]
+    assert [a["subject"] for a in alerts if "updates" not in a] == ["walker"]
+    assert set(alerts[0]) >= {"frame", "time_s", "subject", "score", "track", "box"}
+    assert summary["frames"] == 62 and summary["dropped_frames"] == 0
+    assert summary["faces_processed"] == 1 and summary["alerts"] == 1
+    assert summary["fps"] > 0
+
+
+@pytest.mark.slow
+def test_backs_to_camera_raises_nothing_and_counts_no_faces(watchlist_from_clip, video) -> None:  # type: ignore[no-untyped-def]
+    result = CliRunner().invoke(
+        app,
+        [
+            "replay",
+            str(video / "intel-backs-to-camera-no-faces.mp4"),
+            "--watchlist",
+            "clip",
+            "--jsonl",
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 1
+    assert lines[0]["summary"]["faces_processed"] == 0 and lines[0]["summary"]["alerts"] == 0
+    assert lines[0]["summary"]["frames"] > 1000
+
+
+def test_non_matches_leave_no_trace(
+    watchlist_from_clip,
+    video,
+    openlfr_home: Path,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DESIGN.md invariant 1: faces that raise no alert reach no database, file or log."""
+    import logging
+
+    import openlfr.live.pipeline as pipeline_module
+
+    seen: list[bytes] = []
+    real_embed = pipeline_module.embed_chips
+
+    def spy(chips):  # type: ignore[no-untyped-def]
+        vectors = real_embed(chips)
+        seen.extend(v.astype("<f4").tobytes() for v in vectors)
+        seen.extend(np.ascontiguousarray(c).tobytes()[:4096] for c in chips)
+        return vectors
+
+    monkeypatch.setattr(pipeline_module, "embed_chips", spy)
+    caplog.set_level(logging.DEBUG)
+    factory, _ = watchlist_from_clip
+    files_before = {p: p.stat().st_size for p in openlfr_home.rglob("*") if p.is_file()}
+    with factory() as session:
+        deployment = create_deployment(
+            session,
+            name="invariant 1",
+            location="lab",
+            reason="test",
+            watchlist="clip",
+            starts_at=datetime.now(UTC),
+            ends_at=datetime.now(UTC) + timedelta(minutes=5),
+            cameras={"group": str(video / "openmpf-indoor-group.mp4")},
+            created_by="test",
+        )
+        session.commit()
+    # Nobody in the group is on the list; the camera runs in this process to be spied on.
+    with factory() as session:
+        deployment = session.get(Deployment, deployment.id)
+        freeze_snapshot(session, deployment)
+        session.commit()
+        _, index = watchlist_from_clip
+        pipeline = LivePipeline(index, camera="group", config=LiveConfig())
+        with open_source(deployment.cameras[0].source) as source:
+            events = [e for frame in source.frames() for e in pipeline.process(frame)]
+        from openlfr.live.deployment import _store_counts, end_deployment
+
+        _store_counts(deployment.cameras[0], pipeline.counts)
+        end_deployment(session, deployment, "test over")
+        assert events == []
+        assert pipeline.counts.faces_processed >= 1 and len(seen) >= 2, pipeline.counts
+        assert session.scalar(select(func.count()).select_from(Alert)) == 0
+        assert session.get(Deployment, deployment.id).cameras[0].faces_processed >= 1
+    # No new file, and no file holds any embedding or chip of those faces.
+    files_after = {p for p in openlfr_home.rglob("*") if p.is_file()}
+    assert files_after <= set(files_before) | {openlfr_home / "openlfr.sqlite3-journal"}
+    stored = b"".join(p.read_bytes() for p in files_after if p.exists())
+    assert not any(blob in stored for blob in seen)
+    # Nothing logged or printed about them.
+    out, errors = capfd.readouterr()
+    assert not [r for r in caplog.records if r.name.startswith("openlfr.live")]
+    assert "track" not in out + errors
+
+
+def test_bad_sources_fail_clearly(watchlist_from_clip, tmp_path: Path, video: Path) -> None:  # type: ignore[no-untyped-def]
+    truncated = tmp_path / "truncated.mp4"
+    data = (video / "intel-head-pose-face-detection-male.mp4").read_bytes()
+    truncated.write_bytes(data[: len(data) // 3])
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 20)
+    for path in (truncated, corrupt):
+        with (
+            pytest.raises(SourceError, match="cannot open|no frame|truncated"),
+            open_source(str(path)) as source,
+        ):
+            list(source.frames())
+    with pytest.raises(SourceError, match="no such"):
+        open_source(str(tmp_path / "missing.mp4"))
+    result = CliRunner().invoke(app, ["replay", str(truncated), "--watchlist", "clip"])
+    assert result.exit_code in (1, 2) and "truncated" in result.stderr
+    started = time.monotonic()
+    for url in ("rtsp://127.0.0.1:9/dead", "http://127.0.0.1:9/dead.mjpg"):
+        with pytest.raises(SourceError, match="cannot open the stream"):
+            open_source(url)
+    assert time.monotonic() - started < 60
+
+
+def test_deployment_stops_at_its_end_and_destroys_its_snapshot(watchlist_from_clip, video) -> None:  # type: ignore[no-untyped-def]
+    factory, _ = watchlist_from_clip
+    with factory() as session:
+        deployment = create_deployment(
+            session,
+            name="short",
+            location="lab",
+            reason="test",
+            watchlist="clip",
+            starts_at=datetime.now(UTC),
+            ends_at=datetime.now(UTC) + timedelta(seconds=6),
+            cameras={"long": str(video / "intel-backs-to-camera-no-faces.mp4")},
+            created_by="test",
+        )
+        session.commit()
+    ended = run_deployment(factory, deployment.id)
+    assert ended.status == "ended" and ended.end_reason == "time limit reached"
+    with factory() as session:
+        d = session.get(Deployment, deployment.id)
+        assert d.ended_at.replace(tzinfo=UTC) <= d.ends_at.replace(tzinfo=UTC) + timedelta(
+            seconds=5
+        )
+        assert d.cameras[0].frames > 10
+        assert session.scalar(select(func.count()).select_from(SnapshotTemplate)) == 0
+        with pytest.raises(OpenLFRError, match="ended"):
+            run_deployment(factory, deployment.id)
+
+
+def test_stop_request_ends_a_running_deployment(watchlist_from_clip, video) -> None:  # type: ignore[no-untyped-def]
+    factory, _ = watchlist_from_clip
+    with factory() as session:
+        deployment = create_deployment(
+            session,
+            name="stopped",
+            location="lab",
+            reason="test",
+            watchlist="clip",
+            starts_at=datetime.now(UTC),
+            ends_at=datetime.now(UTC) + timedelta(hours=1),
+            cameras={"long": str(video / "intel-backs-to-camera-no-faces.mp4")},
+            created_by="test",
+        )
+        session.commit()
+
+    def stop_soon() -> None:
+        time.sleep(4)
+        with factory() as session:
+            request_stop(session, deployment.id)
+
+    threading.Thread(target=stop_soon, daemon=True).start()
+    started = time.monotonic()
+    ended = run_deployment(factory, deployment.id)
+    assert ended.end_reason == "stopped by an operator"
+    assert time.monotonic() - started < 30
+    with factory() as session:
+        assert session.scalar(select(func.count()).select_from(SnapshotTemplate)) == 0
+
+
+def test_crashed_deployment_loses_its_snapshot_at_the_next_start(watchlist_from_clip) -> None:  # type: ignore[no-untyped-def]
+    factory, _ = watchlist_from_clip
+    with factory() as session:
+        deployment = create_deployment(
+            session,
+            name="crashed",
+            location="lab",
+            reason="test",
+            watchlist="clip",
+            starts_at=datetime.now(UTC),
+            ends_at=datetime.now(UTC) + timedelta(hours=1),
+            cameras={"c": "0"},
+            created_by="test",
+        )
+        assert freeze_snapshot(session, deployment) == 8
+        import socket
+
+        deployment.status, deployment.runner_pid = "running", 2**22 + 12345  # no such process
+        deployment.runner_host = socket.gethostname()
+        session.commit()
+        assert session.scalar(select(func.count()).select_from(SnapshotTemplate)) == 8
+        assert recover_crashed(session) == [deployment.id]
+        assert session.scalar(select(func.count()).select_from(SnapshotTemplate)) == 0
+        assert session.get(Deployment, deployment.id).status == "ended"
+
+
+def test_deployment_refuses_a_past_end_and_no_reason(watchlist_from_clip) -> None:  # type: ignore[no-untyped-def]
+    factory, _ = watchlist_from_clip
+    now = datetime.now(UTC)
+    with factory() as session:
+        with pytest.raises(OpenLFRError, match="already passed"):
+            create_deployment(
+                session,
+                name="x",
+                location="lab",
+                reason="r",
+                watchlist="clip",
+                starts_at=now - timedelta(hours=2),
+                ends_at=now - timedelta(hours=1),
+                cameras={"c": "0"},
+                created_by="t",
+            )
+        with pytest.raises(OpenLFRError, match="reason"):
+            create_deployment(
+                session,
+                name="x",
+                location="lab",
+                reason=" ",
+                watchlist="clip",
+                starts_at=now,
+                ends_at=now + timedelta(hours=1),
+                cameras={"c": "0"},
+                created_by="t",
+            )
+
+
+def test_tracker_follows_a_moving_box_and_ends_lost_tracks() -> None:
+    tracker = IouTracker(min_iou=0.3, max_missed=2)
+    ids = []
+    for i in range(5):
+        matched, _ = tracker.update([Detection(100 + 5 * i, 100, 180 + 5 * i, 180, 1.0)], i)
+        ids.append(matched[0][0].id)
+    assert len(set(ids)) == 1
+    matched, _ = tracker.update([Detection(400, 400, 480, 480, 1.0)], 5)
+    assert matched[0][0].id != ids[0]
+    ended = []
+    for i in range(6, 10):
+        ended += tracker.update([], i)[1]
+    assert {t.id for t in ended} == {ids[0], matched[0][0].id}
