@@ -61,6 +61,11 @@ def analyse_file(
     return ImageResult(str(path), faces)
 
 
+def _one_thread_per_worker() -> None:
+    # Each worker process already has a core: ONNX Runtime threads beyond that only contend.
+    os.environ["OPENLFR_ONNX_THREADS"] = "1"
+
+
 def analyse_files(
     paths: Sequence[str | Path],
     *,
@@ -75,7 +80,7 @@ def analyse_files(
         for path in paths:
             yield analyse_file(path, detector, upsample, keep_chips)
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_one_thread_per_worker) as pool:
         n = len(paths)
         yield from pool.map(
             analyse_file, paths, [detector] * n, [upsample] * n, [keep_chips] * n, chunksize=4

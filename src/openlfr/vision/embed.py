@@ -1,20 +1,80 @@
 """Face embeddings: 128 numbers per aligned chip, unit length, compared by cosine similarity.
 
 >>> vectors = embed_chips([chip1, chip2])    # (2, 128) float32, rows of length 1
+
+Two backends compute dlib's ResNet descriptor: ``onnx`` (the default: the same model
+converted to ONNX and run by ONNX Runtime, several times faster) and ``dlib`` (dlib itself).
+``OPENLFR_EMBEDDING_BACKEND=dlib`` picks dlib. They agree to within 1e-4 cosine distance on
+every face tested (``tests/test_onnx.py``, ``docs/onnx.md``), so templates from either carry
+the same model tag and can be compared.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Sequence
+from functools import cache
+from typing import Literal
 
 import numpy as np
 
 from openlfr.vision import models
 
 EMBEDDING_SIZE = 128
+BACKENDS = ("onnx", "dlib")
+Backend = Literal["onnx", "dlib"]
+
+log = logging.getLogger(__name__)
 
 
-def embed_chips(chips: Sequence[np.ndarray]) -> np.ndarray:
+def requested_backend() -> Backend:
+    """``$OPENLFR_EMBEDDING_BACKEND`` (``onnx`` or ``dlib``), ``onnx`` when unset."""
+    value = os.environ.get("OPENLFR_EMBEDDING_BACKEND", "onnx").strip().lower() or "onnx"
+    if value not in BACKENDS:
+        raise ValueError(
+            f"OPENLFR_EMBEDDING_BACKEND={value!r} is not a backend: use 'onnx' or 'dlib'"
+        )
+    return value  # type: ignore[return-value]
+
+
+@cache
+def _onnx_runtime_available() -> bool:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        log.warning(
+            "ONNX Runtime is not available (%s): embedding with dlib instead, which is slower "
+            "(pip install onnx onnxruntime)",
+            exc,
+        )
+        return False
+    return True
+
+
+def active_backend() -> Backend:
+    """The backend ``embed_chips`` uses now: the requested one, or dlib if ONNX Runtime
+    cannot be imported (warned about once)."""
+    backend = requested_backend()
+    if backend == "onnx" and not _onnx_runtime_available():
+        return "dlib"
+    return backend
+
+
+def raw_descriptors(chips: Sequence[np.ndarray], backend: Backend | None = None) -> np.ndarray:
+    """dlib's un-normalised descriptors, ``(n, 128)`` float32, from the given backend."""
+    backend = backend or active_backend()
+    if backend == "onnx":
+        from openlfr.vision.onnx import onnx_embedder
+
+        return onnx_embedder().descriptors(chips)
+    model = models.descriptor_model()
+    raw = model.compute_face_descriptor([np.ascontiguousarray(c) for c in chips])
+    return np.array([np.array(v) for v in raw], dtype=np.float32).reshape(-1, EMBEDDING_SIZE)
+
+
+def embed_chips(chips: Sequence[np.ndarray], backend: Backend | None = None) -> np.ndarray:
     """Embed aligned 150x150 RGB chips in one batch; rows are L2-normalised ``float32``.
 
     dlib's raw descriptors are compared by Euclidean distance; normalised, the cosine similarity
@@ -22,10 +82,7 @@ def embed_chips(chips: Sequence[np.ndarray]) -> np.ndarray:
     """
     if len(chips) == 0:
         return np.zeros((0, EMBEDDING_SIZE), dtype=np.float32)
-    model = models.descriptor_model()
-    raw = model.compute_face_descriptor([np.ascontiguousarray(c) for c in chips])
-    vectors = np.array([np.array(v) for v in raw], dtype=np.float32)
-    return normalise(vectors)
+    return normalise(raw_descriptors(chips, backend))
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
