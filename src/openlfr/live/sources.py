@@ -158,7 +158,7 @@ class LiveSource(FrameSource):
         while not self._stopped:
             ok, bgr = self._capture.read() if self._capture is not None else (False, None)
             if ok:
-                backoff = 0.5
+                backoff, reconnects = 0.5, 0  # give-up counts consecutive failures only
                 with self._lock:
                     if self._latest is not None:
                         self.dropped += 1  # the consumer never took the previous frame
@@ -168,7 +168,10 @@ class LiveSource(FrameSource):
                 continue
             if self._max_reconnects is not None and reconnects >= self._max_reconnects:
                 with self._lock:
-                    self._failed = f"{self.name}: stream lost, gave up after {reconnects} retries"
+                    self._failed = (
+                        f"{self.name}: stream lost, "
+                        f"gave up after {reconnects} reconnection attempts"
+                    )
                     self._lock.notify_all()
                 return
             log.warning("source %s: no frame; reconnecting in %.1f s", self.name, backoff)
