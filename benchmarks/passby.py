@@ -62,10 +62,9 @@ def face_patch(photo: Path) -> np.ndarray | None:
     return image[y1:y2, x1:x2]
 
 
-def build_clip(data: Path, walkers_n: int, watchlisted_n: int, seed: int, out: Path,
-               watchlist_size: int = 1000) -> tuple[
-    list[Walker], dict[str, np.ndarray], int
-]:
+def build_clip(
+    data: Path, walkers_n: int, watchlisted_n: int, seed: int, out: Path, watchlist_size: int = 1000
+) -> tuple[list[Walker], dict[str, np.ndarray], int]:
     """Write the clip to ``out``; return the walkers and the watchlist's {name: embedding}."""
     rng = np.random.default_rng(seed)
     celeb = identity_folders(data / "faces/celeba-dev")
@@ -76,8 +75,13 @@ def build_clip(data: Path, walkers_n: int, watchlisted_n: int, seed: int, out: P
     usable = [n for n in names if enrol[celeb[n][0]] is not None]
     watchlisted, strangers = usable[:watchlisted_n], usable[watchlisted_n:]
     # Fillers: people who never walk by, so that the list has ``watchlist_size`` subjects.
-    filler_paths = list_images([data / "faces/utkface-demographics", data / "faces/fairface540",
-                                data / "faces/nasa-portraits"])
+    filler_paths = list_images(
+        [
+            data / "faces/utkface-demographics",
+            data / "faces/fairface540",
+            data / "faces/nasa-portraits",
+        ]
+    )
     fillers = largest_faces(filler_paths, cache=cache)
     watchlist = {n: enrol[celeb[n][0]].embedding for n in watchlisted}
     for path, face in fillers.items():
@@ -118,8 +122,9 @@ def build_clip(data: Path, walkers_n: int, watchlisted_n: int, seed: int, out: P
             canvas[y : y + size, x : x + size] = tile
             inner = size * 0.5 / 0.9 / 2  # the face box inside the patch
             cx, cy = x + size / 2, y + size / 2
-            walker.boxes[f] = Detection(int(cx - inner), int(cy - inner), int(cx + inner),
-                                        int(cy + inner), 1.0)
+            walker.boxes[f] = Detection(
+                int(cx - inner), int(cy - inner), int(cx + inner), int(cy + inner), 1.0
+            )
         writer.write(cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
     writer.release()
     return walkers, watchlist, frames
@@ -170,8 +175,9 @@ def score(walkers: list[Walker], outcome: Outcome) -> dict[str, float]:
 
 def run_openlfr(clip: Path, walkers: list[Walker], watchlist: dict[str, np.ndarray]) -> Outcome:
     names = sorted(watchlist)
-    index = WatchlistIndex(np.stack([watchlist[n] for n in names]), np.arange(len(names)),
-                           dict(enumerate(names)))
+    index = WatchlistIndex(
+        np.stack([watchlist[n] for n in names]), np.arange(len(names)), dict(enumerate(names))
+    )
     pipeline = LivePipeline(index, camera="bench", config=LiveConfig())
     pipeline.warm_up()
     alerts = []
@@ -180,14 +186,16 @@ def run_openlfr(clip: Path, walkers: list[Walker], watchlist: dict[str, np.ndarr
         for frame in source.frames():
             for event in pipeline.process(frame):
                 if event.kind == "new":
-                    alerts.append((whose(walkers, event.frame, event.box), event.subject,
-                                   event.latency_s))
+                    alerts.append(
+                        (whose(walkers, event.frame, event.box), event.subject, event.latency_s)
+                    )
     wall = time.monotonic() - started
     return Outcome(pipeline.counts.frames / wall, alerts)
 
 
-def run_naive(clip: Path, walkers: list[Walker], watchlist: dict[str, np.ndarray],
-              raw: dict[str, np.ndarray]) -> Outcome:
+def run_naive(
+    clip: Path, walkers: list[Walker], watchlist: dict[str, np.ndarray], raw: dict[str, np.ndarray]
+) -> Outcome:
     names = sorted(raw)
     gallery = np.stack([raw[n] for n in names])
     detector, predictor = models.hog_detector(), models.landmark_predictor()
@@ -223,8 +231,9 @@ def raw_descriptors(watchlist: dict[str, np.ndarray], data: Path) -> dict[str, n
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path,
-                        default=Path(os.environ.get("OPENLFR_TEST_DATA", "../shared/data")))
+    parser.add_argument(
+        "--data", type=Path, default=Path(os.environ.get("OPENLFR_TEST_DATA", "../shared/data"))
+    )
     parser.add_argument("--walkers", type=int, default=40)
     parser.add_argument("--watchlisted", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
@@ -235,16 +244,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         clip = args.keep_clip or Path(tmp) / "passby.mp4"
         console.print("building the clip (first run embeds ~1,400 faces into the cache)...")
-        walkers, watchlist, frames = build_clip(args.data, args.walkers, args.watchlisted,
-                                                args.seed, clip, args.watchlist_size)
-        console.print(f"{frames} frames ({frames / FPS:.0f} s at {FPS} fps), {len(walkers)} "
-                      f"passers-by, {sum(1 for w in walkers if w.subject)} watchlisted, "
-                      f"watchlist of {len(watchlist)}")
+        walkers, watchlist, frames = build_clip(
+            args.data, args.walkers, args.watchlisted, args.seed, clip, args.watchlist_size
+        )
+        console.print(
+            f"{frames} frames ({frames / FPS:.0f} s at {FPS} fps), {len(walkers)} "
+            f"passers-by, {sum(1 for w in walkers if w.subject)} watchlisted, "
+            f"watchlist of {len(watchlist)}"
+        )
         ours = score(walkers, run_openlfr(clip, walkers, watchlist))
-        naive = score(walkers, run_naive(clip, walkers, watchlist,
-                                         raw_descriptors(watchlist, args.data)))
-    table = Table("measure", "OpenLFR pipeline", "naive recipe", "ratio",
-                  title=f"pass-by clip, {WIDTH}x{HEIGHT} at {FPS} fps (same process)")
+        naive = score(
+            walkers, run_naive(clip, walkers, watchlist, raw_descriptors(watchlist, args.data))
+        )
+    table = Table(
+        "measure",
+        "OpenLFR pipeline",
+        "naive recipe",
+        "ratio",
+        title=f"pass-by clip, {WIDTH}x{HEIGHT} at {FPS} fps (same process)",
+    )
     for key in ours:
         ratio = ours[key] / naive[key] if naive[key] else float("nan")
         table.add_row(key, f"{ours[key]:.3f}", f"{naive[key]:.3f}", f"{ratio:.2f}")
