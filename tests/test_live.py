@@ -378,3 +378,41 @@ def test_tracker_follows_a_moving_box_and_ends_lost_tracks() -> None:
     for i in range(6, 10):
         ended += tracker.update([], i)[1]
     assert {t.id for t in ended} == {ids[0], matched[0][0].id}
+
+
+def test_policy_bounds_deployment_length_and_watchlist_size(watchlist_from_clip) -> None:  # type: ignore[no-untyped-def]
+    from openlfr.errors import PolicyError
+    from openlfr.governance.policy import DeploymentRules, Policy, WatchlistRules
+
+    factory, _ = watchlist_from_clip
+    now = datetime.now(UTC)
+    short = Policy(deployment=DeploymentRules(max_hours=2))
+    with factory() as session:
+        with pytest.raises(PolicyError, match="longer than the policy's 2 h"):
+            create_deployment(
+                session,
+                name="x",
+                location="lab",
+                reason="r",
+                watchlist="clip",
+                starts_at=now,
+                ends_at=now + timedelta(hours=3),
+                cameras={"c": "0"},
+                created_by="t",
+                policy=short,
+            )
+        deployment = create_deployment(
+            session,
+            name="x",
+            location="lab",
+            reason="r",
+            watchlist="clip",
+            starts_at=now,
+            ends_at=now + timedelta(hours=1),
+            cameras={"c": "0"},
+            created_by="t",
+            policy=short,
+        )
+        small = Policy(watchlist=WatchlistRules(max_subjects_per_deployment=5))
+        with pytest.raises(PolicyError, match="8 current subjects; the policy allows 5"):
+            freeze_snapshot(session, deployment, policy=small)
