@@ -189,6 +189,21 @@ def watchlist_remove_subject(name: str, subject: str) -> None:
 # --- search -----------------------------------------------------------------------------------
 
 
+def _watchlist_index(name: str):  # type: ignore[no-untyped-def]
+    """The search index of a watchlist's current entries; expired ones are named and left out."""
+    from openlfr.matching import WatchlistIndex
+    from openlfr.store.watchlists import get_watchlist, load_templates
+
+    with _session() as session:
+        try:
+            templates = load_templates(session, get_watchlist(session, name))
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+    for subject in templates.expired:
+        err.print(f"[yellow]left out[/yellow] {subject}: watchlist entry expired")
+    return WatchlistIndex(templates.embeddings, templates.subject_ids, templates.subject_names)
+
+
 @app.command()
 def search(
     paths: Annotated[list[Path], typer.Argument(help="Images or folders (searched recursively).")],
@@ -202,18 +217,10 @@ def search(
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per image.")] = False,
 ) -> None:
     """Search every face in the images 1:N against a watchlist."""
-    from openlfr.matching import WatchlistIndex, default_threshold, is_alert
-    from openlfr.store.watchlists import get_watchlist, load_templates
+    from openlfr.matching import default_threshold, is_alert
     from openlfr.vision.batch import analyse_files, list_images
 
-    with _session() as session:
-        try:
-            templates = load_templates(session, get_watchlist(session, watchlist))
-        except OpenLFRError as exc:
-            raise _fail(exc) from exc
-    for name in templates.expired:
-        err.print(f"[yellow]left out[/yellow] {name}: watchlist entry expired")
-    index = WatchlistIndex(templates.embeddings, templates.subject_ids, templates.subject_names)
+    index = _watchlist_index(watchlist)
     if threshold is None:
         threshold = default_threshold(index.subject_count)
     table = Table("image", "box", "best candidate", "score", "alert")
@@ -414,15 +421,9 @@ def replay(
     from openlfr.live.pipeline import LiveConfig, LivePipeline
     from openlfr.live.runner import run_camera
     from openlfr.live.sources import open_source
-    from openlfr.matching import WatchlistIndex, default_threshold
-    from openlfr.store.watchlists import get_watchlist, load_templates
+    from openlfr.matching import default_threshold
 
-    with _session() as session:
-        try:
-            templates = load_templates(session, get_watchlist(session, watchlist))
-        except OpenLFRError as exc:
-            raise _fail(exc) from exc
-    index = WatchlistIndex(templates.embeddings, templates.subject_ids, templates.subject_names)
+    index = _watchlist_index(watchlist)
     config = LiveConfig(
         threshold=default_threshold(index.subject_count) if threshold is None else threshold,
         working_width=working_width,
