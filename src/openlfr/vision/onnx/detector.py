@@ -30,7 +30,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from openlfr.vision.onnx.pyramid import build_tiled, pyramid_up, rect_down, tiled_layout
+from openlfr.vision.onnx.pyramid import (
+    build_tiled,
+    pyramid_up,
+    rect_down,
+    round_half_away,
+    tiled_layout,
+)
 
 
 class MmodBox(NamedTuple):
@@ -55,6 +61,7 @@ class DetectorSettings:
     nms_covered: float
     output_stride: float
     output_offset: float
+    min_tensor_size: int
 
     @classmethod
     def from_json(cls, text: str) -> DetectorSettings:
@@ -68,6 +75,7 @@ class DetectorSettings:
             nms_covered=float(meta["nms_covered"]),
             output_stride=float(meta["output_stride"]),
             output_offset=float(meta["output_offset"]),
+            min_tensor_size=int(meta["min_tensor_size"]),
         )
 
 
@@ -126,8 +134,8 @@ def decode(
         left, top, right, bottom = layout.tensor_to_image(
             x - half_w, y - half_h, x + half_w, y + half_h
         )
-        # drectangle -> rectangle: each corner rounded half up.
-        found_boxes.append(np.floor(np.stack([left, top, right, bottom], axis=1) + 0.5))
+        # drectangle -> rectangle: each corner rounded, halves away from zero.
+        found_boxes.append(round_half_away(np.stack([left, top, right, bottom], axis=1)))
         found_scores.append(scores[k][r, c].astype(np.float64))
     if not found_boxes:
         return []
@@ -172,8 +180,8 @@ class OnnxMmodDetector:
         rows, cols = image.shape[:2]
         s = self.settings
         layout = tiled_layout(rows, cols, s.padding, s.outer_padding)
-        if not layout.rects:
-            return []
+        if min(layout.rows, layout.cols) < s.min_tensor_size:
+            return []  # too small for the network (dlib raises an error): no face fits anyway
         tiled = build_tiled(image, layout, s.mean_rgb)
         found = decode(self.scores(tiled), rows, cols, s)
         if upsample and found:

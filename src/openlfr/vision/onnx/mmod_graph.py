@@ -53,7 +53,24 @@ def detector_metadata(network: MmodNetwork) -> dict[str, Any]:
         "nms_covered": options.nms_covered,
         "output_stride": float(y1 - y0),
         "output_offset": float(y0),
+        "min_tensor_size": min_tensor_size(network),
     }
+
+
+def min_tensor_size(network: MmodNetwork) -> int:
+    """The fewest rows (or columns) of input for which every convolution's window fits its
+    padded input; dlib raises an error below it (an image under about 10 pixels)."""
+
+    def fits(n: int) -> bool:
+        for layer in network.layers:
+            if layer.kind == "con":
+                size, pad = layer.config["size"], layer.params["padding"]
+                if n + 2 * pad < size:
+                    return False
+                n = (n + 2 * pad - size) // layer.config["stride"] + 1
+        return True
+
+    return next(n for n in range(1, 10_000) if fits(n))
 
 
 def build_detector_model(network: MmodNetwork) -> onnx.ModelProto:

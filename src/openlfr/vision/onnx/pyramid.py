@@ -26,6 +26,13 @@ PYRAMID_N = 6  # pyramid_down<6>: each level 5/6 of the one before
 MIN_LEVEL_ROWS = 5
 
 
+def round_half_away(x: np.ndarray) -> np.ndarray:
+    """Round to the nearest integer, halves away from zero (``std::round``): how dlib turns a
+    ``drectangle`` into a ``rectangle``. -12.5 becomes -13 (checked against dlib's boxes at
+    the image's left edge; ``floor(x + 0.5)`` would give -12)."""
+    return np.copysign(np.floor(np.abs(x) + 0.5), x)
+
+
 @dataclass(frozen=True)
 class Rect:
     """dlib's ``rectangle``: inclusive integer corners."""
@@ -63,8 +70,8 @@ class TiledLayout:
         """dlib's ``tiled_pyramid_to_image`` for boxes (float arrays, inclusive corners):
         each box goes to the level whose tile is nearest its centre, then up that many
         levels with ``pyramid_down<6>::point_up`` (``p * 6/5 + 0.3`` per level)."""
-        cx = np.floor((left + right) / 2 + 0.5)  # dpoint -> point rounds (dlib's vector)
-        cy = np.floor((top + bottom) / 2 + 0.5)
+        cx = round_half_away((left + right) / 2)  # dpoint -> point rounds
+        cy = round_half_away((top + bottom) / 2)
         best = np.full(cx.shape, np.inf)
         level = np.zeros(cx.shape, dtype=np.int64)
         inside = np.zeros(cx.shape, dtype=bool)
@@ -263,7 +270,7 @@ def rect_down(box: np.ndarray, levels: int) -> np.ndarray:
     out = box.astype(np.float64)
     for _ in range(levels):
         out = out / 2.0 - np.array([1.25, 0.75, 1.25, 0.75])
-    return np.floor(out + 0.5).astype(np.int64)
+    return round_half_away(out).astype(np.int64)
 
 
 def build_tiled(rgb: np.ndarray, layout: TiledLayout, mean_rgb: np.ndarray) -> np.ndarray:
