@@ -181,7 +181,7 @@ class OnnxMmodDetector:
         s = self.settings
         layout = tiled_layout(rows, cols, s.padding, s.outer_padding)
         if min(layout.rows, layout.cols) < s.min_tensor_size:
-            return []  # too small for the network (dlib raises an error): no face fits anyway
+            return []  # too small for the network's windows: no face fits anyway
         tiled = build_tiled(image, layout, s.mean_rgb)
         found = decode(self.scores(tiled), rows, cols, s)
         if upsample and found:

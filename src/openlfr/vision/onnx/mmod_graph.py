@@ -59,7 +59,8 @@ def detector_metadata(network: MmodNetwork) -> dict[str, Any]:
 
 def min_tensor_size(network: MmodNetwork) -> int:
     """The fewest rows (or columns) of input for which every convolution's window fits its
-    padded input; dlib raises an error below it (an image under about 10 pixels)."""
+    padded input (29: an image of 7 pixels once the pyramid's border is added); ONNX Runtime
+    refuses smaller inputs, dlib raises an error."""
 
     def fits(n: int) -> bool:
         for layer in network.layers:
