@@ -178,7 +178,17 @@ def test_no_face_and_tiny_images(astronaut: np.ndarray) -> None:
     assert detector.detect(np.zeros((120, 160, 3), dtype=np.uint8)) == []
     assert detector.detect(np.zeros((4, 4, 3), dtype=np.uint8)) == []
     with pytest.raises(ValueError, match="RGB"):
-        detector.detect(astronaut[:, :, 0])
+        detector.detect(astronaut[:, :, :2])
+    with pytest.raises(ValueError, match="uint8"):
+        detector.detect(astronaut.astype(np.float32))
+
+
+def test_greyscale_is_rgb_with_equal_channels(astronaut: np.ndarray) -> None:
+    grey = np.ascontiguousarray(astronaut[:, :, 1])
+    compare("astronaut, greyscale", grey)  # dlib takes greyscale images too
+    assert onnx_mmod_detector().detect(grey) == onnx_mmod_detector().detect(
+        np.repeat(grey[:, :, None], 3, axis=2)
+    )
 
 
 def test_detect_faces_backends_agree(

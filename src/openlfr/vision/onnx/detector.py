@@ -171,10 +171,16 @@ class OnnxMmodDetector:
 
     def detect(self, rgb: np.ndarray, upsample: int = 0) -> list[MmodBox]:
         """Faces in an RGB ``uint8`` image, as dlib's ``cnn_face_detection_model_v1(rgb,
-        upsample)`` finds them, best first."""
-        if rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise ValueError(f"expected an RGB image (rows, cols, 3), got shape {rgb.shape}")
-        image = np.ascontiguousarray(rgb, dtype=np.uint8)
+        upsample)`` finds them, best first. A greyscale image counts as RGB with three equal
+        channels, as dlib's ``assign_image`` makes it."""
+        if rgb.ndim == 2:
+            rgb = np.repeat(rgb[:, :, None], 3, axis=2)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(
+                f"expected a uint8 RGB (rows, cols, 3) or greyscale image, got {rgb.dtype} "
+                f"{rgb.shape}"
+            )
+        image = np.ascontiguousarray(rgb)
         for _ in range(upsample):
             image = pyramid_up(image)
         rows, cols = image.shape[:2]
