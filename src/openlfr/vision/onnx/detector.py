@@ -37,6 +37,7 @@ from openlfr.vision.onnx.pyramid import (
     round_half_away,
     tiled_layout,
 )
+from openlfr.vision.onnx.runtime import execution_providers
 
 
 class MmodBox(NamedTuple):
@@ -160,7 +161,7 @@ class OnnxMmodDetector:
         options.inter_op_num_threads = 1
         # As for the embedder (runtime.py): idle threads sleep, the cores are shared.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(model, options, providers=execution_providers())
         self.input_name = self.session.get_inputs()[0].name
         meta = self.session.get_modelmeta().custom_metadata_map
         self.settings = DetectorSettings.from_json(meta[METADATA_KEY])
