@@ -16,6 +16,7 @@ from openlfr.evaluation.fairness import (
     Searches,
     chi_square,
     differential,
+    group_order,
     group_rates,
     lowest_non_significant,
     significance_scan,
@@ -89,7 +90,16 @@ def test_ratio_is_worst_over_best_and_undefined_at_zero() -> None:
     rates = group_rates(s, "g", [0.5, 2.0], mated=False, bootstrap=100)
     at_half, at_two = differential(rates)
     assert (at_half.worst, at_half.best, at_half.ratio) == ("b", "a", 4.0)
-    assert at_two.ratio is None and at_two.worst_rate == 0
+    assert at_two.ratio is None and at_two.worst_rate == 0 and at_two.ratio_to_best_upper is None
+    s.scores[:5] = 0  # a has none now: no ratio, but a cautious one against a's upper bound
+    (at_half,) = differential(group_rates(s, "g", [0.5], mated=False, bootstrap=100))
+    assert at_half.best == "a" and at_half.ratio is None
+    assert at_half.ratio_to_best_upper == pytest.approx(0.20 / (1 - 0.025 ** (1 / 100)), rel=1e-3)
+
+
+def test_age_bands_sort_by_age() -> None:
+    bands = ["70+", "20-29", "3-9", "0-2", "10-19"]
+    assert sorted(bands, key=group_order) == ["0-2", "3-9", "10-19", "20-29", "70+"]
 
 
 def test_chi_square_matches_the_textbook_statistic() -> None:

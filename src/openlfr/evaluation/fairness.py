@@ -72,7 +72,9 @@ class GroupRate:
 @dataclass(frozen=True)
 class Differential:
     """Worst and best group at one threshold; ``ratio`` is None when the best group has no
-    errors (any ratio would be infinite, which says more about the sample than the system)."""
+    errors (any ratio would be infinite, which says more about the sample than the system).
+    ``ratio_to_best_upper`` then divides by the best group's 95% upper bound instead: a
+    cautious figure, "at least about this much" (None when no group has an error)."""
 
     threshold: float
     worst: str
@@ -80,6 +82,7 @@ class Differential:
     best: str
     best_rate: float
     ratio: float | None
+    ratio_to_best_upper: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -116,7 +119,7 @@ def group_rates(
     rng = np.random.default_rng(seed)
     alpha = 1 - LEVEL
     result: dict[str, list[GroupRate]] = {}
-    for group in sorted({g for g in person_group if g is not None}, key=str):
+    for group in sorted({g for g in person_group if g is not None}, key=group_order):
         members = np.flatnonzero(person_group == group)
         e, n = errors[members], searches[members]
         total_e, total_n = e.sum(axis=0), int(n.sum())
@@ -148,6 +151,13 @@ def group_rates(
     return result
 
 
+def group_order(name: object) -> tuple[float, str]:
+    """Groups in natural order: age bands by their first number (3-9 before 10-19), then text."""
+    text = str(name)
+    digits = text.split("-")[0].rstrip("+")
+    return (float(digits) if digits.isdigit() else float("inf"), text)
+
+
 def differential(rates: dict[str, list[GroupRate]]) -> list[Differential]:
     """Worst over best group at each threshold (ties: the first group in name order)."""
     if not rates:
@@ -165,6 +175,9 @@ def differential(rates: dict[str, list[GroupRate]]) -> list[Differential]:
                 best=best.group,
                 best_rate=best.rate,
                 ratio=round(worst.rate / best.rate, 3) if best.rate > 0 else None,
+                ratio_to_best_upper=round(worst.rate / best.ci[1], 3)
+                if best.rate == 0 and worst.rate > 0
+                else None,
             )
         )
     return out
@@ -222,7 +235,7 @@ def significance_scan(
     labels = s.groups[attribute]
     labelled = np.array([labels[i] is not None for i in ids], dtype=bool)
     ids, errors, searches = ids[labelled], errors[labelled], searches[labelled]
-    names = sorted({labels[i] for i in ids}, key=str)
+    names = sorted({labels[i] for i in ids}, key=group_order)
     code = np.array([names.index(labels[i]) for i in ids])
     k = len(names)
     if k < 2:

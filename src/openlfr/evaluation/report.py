@@ -109,10 +109,14 @@ def findings(result: dict) -> list[str]:
             out.append(f"{attribute}: {part['note']}.")
             continue
         for d, sig in zip(part["differential"], part["significance"]["at_thresholds"], strict=True):
+            if d["worst_rate"] == 0:
+                out.append(f"By {attribute}, at threshold {d['threshold']:g}: no false alerts.")
+                continue
             ratio = (
                 f"{d['ratio']:.2f} times"
                 if d["ratio"] is not None
-                else "not defined (the best group had no false alert)"
+                else "not defined, as the lowest group had no false alert (against that "
+                f"group's 95% upper bound it is at least {d['ratio_to_best_upper']:.2f})"
             )
             verdict = "is" if sig["p_value"] < demo["alpha"] else "is not"
             out.append(
@@ -122,13 +126,15 @@ def findings(result: dict) -> list[str]:
                 f"statistically significant (p = {sig['p_value']:.3f})."
             )
         lowest = part["significance"]["lowest_non_significant_threshold"]
-        out.append(
-            f"By {attribute}: from threshold {lowest:g} upwards no difference between groups "
-            "is statistically significant."
-            if lowest is not None
-            else f"By {attribute}: differences remain significant up to the highest threshold "
-            "scanned."
-        )
+        first = part["significance"]["scan"][0]["threshold"]
+        last = part["significance"]["scan"][-1]["threshold"]
+        if lowest is None:
+            text = f"differences remain significant up to the highest threshold scanned ({last:g})"
+        elif lowest == first:
+            text = f"no threshold scanned ({first:g} to {last:g}) shows a significant difference"
+        else:
+            text = f"from threshold {lowest:g} upwards no difference is statistically significant"
+        out.append(f"By {attribute}: {text}.")
         if entry["mated"].get("note"):
             out.append(f"{attribute}: {entry['mated']['note']}; only the overall FNIR is known.")
     return out

@@ -30,15 +30,20 @@ def sweep_table(demo: dict, attribute: str | None, kind: str) -> tuple[list[str]
         diffs = demo["attributes"][attribute][kind]["differential"]
     rows = [[g, str(r[0]["people"])] + [cell(x) for x in r] for g, r in groups.items()]
     if diffs:
-        rows.append(
-            ["worst / best", ""]
-            + [
-                f"{d['worst']} / {d['best']}: "
-                + (f"{d['ratio']:.2f}" if d["ratio"] is not None else "n/a (best group has 0)")
-                for d in diffs
-            ]
-        )
+        rows.append(["worst / best", ""] + [ratio_text(d) for d in diffs])
     return header, rows
+
+
+def ratio_text(d: dict) -> str:
+    """``Black / White: 2.50``, or why there is no ratio."""
+    if d["worst_rate"] == 0:
+        return "no errors in any group"
+    if d["ratio"] is None:
+        return (
+            f"{d['worst']} / {d['best']}: n/a, {d['best']} has 0 "
+            f"(>= {d['ratio_to_best_upper']:.2f} against its upper bound)"
+        )
+    return f"{d['worst']} / {d['best']}: {d['ratio']:.2f}"
 
 
 def print_demographics(console: Console, demo: dict) -> None:
