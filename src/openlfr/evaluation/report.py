@@ -115,6 +115,8 @@ def findings(result: dict) -> list[str]:
             ratio = (
                 f"{d['ratio']:.2f} times"
                 if d["ratio"] is not None
+                else "not defined, as the lowest group had no false alert"
+                if (d["ratio_to_best_upper"] or 0) < 1
                 else "not defined, as the lowest group had no false alert (against that "
                 f"group's 95% upper bound it is at least {d['ratio_to_best_upper']:.2f})"
             )

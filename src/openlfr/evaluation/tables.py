@@ -38,6 +38,8 @@ def ratio_text(d: dict) -> str:
     """``Black / White: 2.50``, or why there is no ratio."""
     if d["worst_rate"] == 0:
         return "no errors in any group"
+    if d["ratio"] is None and (d["ratio_to_best_upper"] or 0) < 1:
+        return f"{d['worst']} / {d['best']}: n/a, {d['best']} has 0; too few errors for a ratio"
     if d["ratio"] is None:
         return (
             f"{d['worst']} / {d['best']}: n/a, {d['best']} has 0 "
