@@ -159,14 +159,14 @@ def group_order(name: object) -> tuple[float, str]:
 
 
 def differential(rates: dict[str, list[GroupRate]]) -> list[Differential]:
-    """Worst over best group at each threshold (ties: the first group in name order)."""
+    """Worst over best group at each threshold (ties: worst is the first group, best the last)."""
     if not rates:
         return []
     out = []
     for j in range(len(next(iter(rates.values())))):
         at = [rows[j] for rows in rates.values()]
         worst = max(at, key=lambda r: r.rate)
-        best = min(at, key=lambda r: r.rate)
+        best = min(reversed(at), key=lambda r: r.rate)  # on a tie, not the worst group itself
         out.append(
             Differential(
                 threshold=worst.threshold,
