@@ -304,6 +304,7 @@ def _run_cameras(session: Session, deployment: Deployment, on_alert: Any, poll_s
             continue  # raised after the hard end: not a lawful alert, not kept
         if kind == "alert":
             _store_alert(session, deployment, camera, payload, reference)
+            session.commit()  # before the callback, which may tell a reviewer to fetch it
             if on_alert:
                 on_alert(payload)
         elif kind == "counts":
