@@ -107,3 +107,73 @@ def service_store(url: str) -> sessionmaker[Session]:
     store = open_store(url)
     add_users(store)
     return store
+
+
+class LiveServer:
+    """The app under uvicorn in a thread on a free loopback port (for SSE and the browser)."""
+
+    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
+        import socket
+
+        import uvicorn
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+
+    def __enter__(self) -> LiveServer:
+        import threading
+        import time
+
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
+def token_for(store: sessionmaker[Session], role: Role) -> str:
+    """A session token without the password round trip (argon2 is slow on purpose)."""
+    from sqlalchemy import select
+
+    from openlfr.api.auth import open_session
+    from openlfr.store.models import User
+
+    with store() as session:
+        user = session.scalar(select(User).where(User.name == user_name(role)))
+        token, _ = open_session(session, user)
+        session.commit()
+    return token
+
+
+def read_events(url: str, token: str, wanted: int, timeout_s: float, out: list) -> None:  # type: ignore[type-arg]
+    """Collect ``wanted`` SSE events (as dicts) into ``out`` within ``timeout_s``."""
+    import json
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    headers = {"Authorization": f"Bearer {token}"}
+    with (
+        httpx.Client(timeout=timeout_s) as client,
+        client.stream("GET", f"{url}/api/events", headers=headers) as response,
+    ):
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                out.append(json.loads(line[6:]))
+                if len(out) >= wanted:
+                    return
+            if time.monotonic() > deadline:
+                return

@@ -1,0 +1,104 @@
+"""Live alerts over Server-Sent Events: an alert reaches a connected client within a second,
+whether written by a deployment this server runs or by another process on the same store."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from service_support import (
+    LiveServer,
+    insert_alert,
+    plan_deployment,
+    read_events,
+    service_store,
+    token_for,
+)
+from sqlalchemy import select
+
+from openlfr.api import create_app
+from openlfr.api.roles import Role
+from openlfr.store.models import Alert, Deployment, SnapshotTemplate
+
+
+def _listen(url: str, token: str, wanted: int, timeout_s: float) -> tuple[threading.Thread, list]:  # type: ignore[type-arg]
+    events: list = []  # type: ignore[type-arg]
+    thread = threading.Thread(target=read_events, args=(url, token, wanted, timeout_s, events))
+    thread.start()
+    time.sleep(0.5)  # connected and subscribed
+    return thread, events
+
+
+def test_alert_written_to_the_store_is_streamed_within_a_second(database_url, astronaut) -> None:  # type: ignore[no-untyped-def]
+    store = service_store(database_url)
+    scene = plan_deployment(store)
+    with LiveServer(create_app(store)) as server:
+        thread, events = _listen(server.url, token_for(store, Role.REVIEWER), 1, 10)
+        written = time.monotonic()
+        alert_id = insert_alert(store, scene, astronaut[:100, :100], astronaut[:100, :100])
+        thread.join(timeout=10)
+        latency = time.monotonic() - written
+    assert [e["alert_id"] for e in events] == [alert_id]
+    assert events[0]["camera"] == "north" and events[0]["deployment"] == "Test op"
+    assert "probe_image" not in events[0]  # images are fetched, and audited, separately
+    assert latency < 1.0
+
+
+def test_event_stream_refuses_the_wrong_role(database_url) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    store = service_store(database_url)
+    with LiveServer(create_app(store, poll_alerts=False)) as server:
+        headers = {"Authorization": f"Bearer {token_for(store, Role.AUDITOR)}"}
+        assert httpx.get(f"{server.url}/api/events", headers=headers).status_code == 403
+        assert httpx.get(f"{server.url}/api/events").status_code == 401
+
+
+@pytest.mark.slow
+def test_deployment_started_from_the_api_streams_its_alert(database_url, test_data: Path) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+    from test_live import _enrol, _frame
+
+    from openlfr.store.watchlists import create_watchlist
+
+    video = test_data / "video" / "intel-head-pose-face-detection-male.mp4"
+    store = service_store(database_url)
+    with store() as session:
+        _enrol(session, create_watchlist(session, "clip"), "walker", _frame(video, 0))
+        session.commit()
+    with LiveServer(create_app(store, poll_alerts=False)) as server:  # the callback path alone
+        officer = {"Authorization": f"Bearer {token_for(store, Role.AUTHORISING_OFFICER)}"}
+        body = {
+            "name": "Clip",
+            "location": "Lab",
+            "reason": "test",
+            "watchlist": "clip",
+            "ends_at": (datetime.now(UTC) + timedelta(minutes=5)).isoformat(),
+            "cameras": [{"name": "lab", "source": str(video)}],
+        }
+        made = httpx.post(f"{server.url}/api/deployments", headers=officer, json=body)
+        assert made.status_code == 201, made.text
+        thread, events = _listen(server.url, token_for(store, Role.REVIEWER), 1, 120)
+        started = httpx.post(
+            f"{server.url}/api/deployments/{made.json()['id']}/start", headers=officer, timeout=60
+        )
+        assert started.status_code == 202, started.text
+        assert started.json()["status"] in ("running", "ended")
+        thread.join(timeout=120)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            status = httpx.get(
+                f"{server.url}/api/deployments/{made.json()['id']}", headers=officer
+            ).json()
+            if status["status"] == "ended":
+                break
+            time.sleep(0.5)
+    assert events and events[0]["subject"] == "walker"
+    assert status["status"] == "ended" and status["alerts"] >= 1
+    with store() as session:
+        assert session.get(Alert, events[0]["alert_id"]) is not None
+        assert session.scalar(select(SnapshotTemplate)) is None
+        assert session.scalar(select(Deployment)).end_reason == "every camera's source ended"
