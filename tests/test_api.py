@@ -260,3 +260,39 @@ def test_body_limit_refuses_oversized_json(client, monkeypatch) -> None:
     response = client.post("/api/watchlists", headers=manager, json=huge)
     assert response.status_code == 413 and "limit" in response.json()["detail"]
     assert io  # keep import for upload helpers
+
+
+def test_no_match_suppression_is_opt_in_and_audited(client, store, astronaut) -> None:
+    from openlfr.store.models import Suppression
+
+    reviewer = login(client, Role.REVIEWER)
+    plain = plan_deployment(store)
+    first = insert_alert(store, plain, astronaut[:100, :100], astronaut[:100, :100])
+    refused = client.post(
+        f"/api/alerts/{first}/adjudication",
+        headers=reviewer,
+        json={"decision": "no-match", "suppress": True},
+    )
+    assert refused.status_code == 422 and "does not allow" in refused.json()["detail"]
+    opted = plan_deployment(store, suppress=True)
+    second = insert_alert(store, opted, astronaut[:100, :100], astronaut[:100, :100])
+    wrong = client.post(
+        f"/api/alerts/{second}/adjudication",
+        headers=reviewer,
+        json={"decision": "match", "suppress": True},
+    )
+    assert wrong.status_code == 422
+    done = client.post(
+        f"/api/alerts/{second}/adjudication",
+        headers=reviewer,
+        json={"decision": "no-match", "suppress": True},
+    )
+    assert done.status_code == 201
+    with store() as session:
+        rows = session.scalars(select(Suppression)).all()
+        assert [(r.deployment_id, r.track, r.camera) for r in rows] == [
+            (opted.deployment_id, 7, "north")
+        ]
+        assert session.scalar(select(Adjudication).where(Adjudication.alert_id == first)) is None
+        actions = [e.action for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+    assert actions[-2:] == ["suppress", "adjudicate"]

@@ -102,3 +102,37 @@ def test_deployment_started_from_the_api_streams_its_alert(database_url, test_da
         assert session.get(Alert, events[0]["alert_id"]) is not None
         assert session.scalar(select(SnapshotTemplate)) is None
         assert session.scalar(select(Deployment)).end_reason == "every camera's source ended"
+
+
+@pytest.mark.slow
+def test_suppressed_face_raises_no_alert_for_that_subject(test_data: Path) -> None:
+    from test_live import _enrol, _frame
+
+    from openlfr.live.pipeline import LiveConfig, LivePipeline
+    from openlfr.live.sources import open_source
+    from openlfr.matching import WatchlistIndex
+    from openlfr.store import open_store
+    from openlfr.store.watchlists import create_watchlist, load_templates
+
+    video = test_data / "video" / "intel-head-pose-face-detection-male.mp4"
+    store = open_store()
+    with store() as session:
+        watchlist = create_watchlist(session, "clip")
+        _enrol(session, watchlist, "walker", _frame(video, 0))
+        session.commit()
+        t = load_templates(session, watchlist)
+    index = WatchlistIndex(t.embeddings, t.subject_ids, t.subject_names)
+
+    def run(suppressed: set[tuple[int, int]]) -> list:  # type: ignore[type-arg]
+        pipeline = LivePipeline(index, camera="lab", config=LiveConfig())
+        pipeline.suppressed |= suppressed
+        events = []
+        with open_source(str(video)) as source:
+            for frame in source.frames():
+                if frame.index >= 31:
+                    events.extend(pipeline.process(frame))
+        return events
+
+    first = run(set())
+    assert [e.subject for e in first if e.kind == "new"] == ["walker"]
+    assert run({(first[0].track, first[0].subject_id)}) == []
