@@ -27,7 +27,7 @@ from openlfr.api.roles import Role
 from openlfr.store.models import Adjudication, AuditEntry
 
 CHROMIUM = os.environ.get("OPENLFR_CHROMIUM", "/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parent.parent / "docs" / "console"
+DOCS_SHOTS = Path(__file__).resolve().parent.parent / "docs" / "console"
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -59,8 +59,13 @@ def _login(page, role: Role) -> None:  # type: ignore[no-untyped-def]
     page.wait_for_selector("#who:not([hidden])")
 
 
-def test_reviewer_adjudicates_a_live_alert_by_keyboard(browser, database_url, astronaut) -> None:  # type: ignore[no-untyped-def]
+def test_reviewer_adjudicates_a_live_alert_by_keyboard(
+    browser, database_url, astronaut, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     import httpx
+
+    # the documentation's screenshots are refreshed on request, not by every test run
+    shots = DOCS_SHOTS if os.environ.get("OPENLFR_UPDATE_SCREENSHOTS") else tmp_path
 
     store = service_store(database_url)
     scene = plan_deployment(store)
@@ -79,8 +84,8 @@ def test_reviewer_adjudicates_a_live_alert_by_keyboard(browser, database_url, as
         page = context.new_page()
         page.goto(server.url)
         page.wait_for_selector("#login-form")
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / "login.png"))
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / "login.png"))
         _login(page, Role.REVIEWER)
         page.wait_for_selector("#live.on")  # the event stream is connected
         assert page.locator("#queue-empty").is_visible()
@@ -89,13 +94,13 @@ def test_reviewer_adjudicates_a_live_alert_by_keyboard(browser, database_url, as
         # on screen within 1 s of being written (the timeout fails the test otherwise)
         page.wait_for_selector(f'#queue button[data-alert="{alert_id}"]', timeout=1000)
         page.wait_for_function("document.querySelector('#probe').naturalWidth > 0")
-        page.screenshot(path=str(SHOTS / "alert-queue.png"), full_page=True)
+        page.screenshot(path=str(shots / "alert-queue.png"), full_page=True)
 
         assert page.evaluate("document.activeElement.dataset.decision") == "match"
         page.keyboard.press("m")
         page.wait_for_selector("#outcome:not([hidden])")
         assert page.evaluate("document.activeElement.dataset.outcome") == "engaged"
-        page.screenshot(path=str(SHOTS / "outcome.png"), full_page=True)
+        page.screenshot(path=str(shots / "outcome.png"), full_page=True)
         page.keyboard.press("2")
         page.wait_for_selector("#status:has-text('Outcome recorded: arrested')")
         page.wait_for_selector("#queue-empty:not([hidden])")
@@ -108,11 +113,11 @@ def test_reviewer_adjudicates_a_live_alert_by_keyboard(browser, database_url, as
         _login(page, Role.AUTHORISING_OFFICER)
         page.click("#nav [data-view=deployments]")
         page.wait_for_selector("#board tr td:has-text('Test op')")
-        page.screenshot(path=str(SHOTS / "deployments.png"))
+        page.screenshot(path=str(shots / "deployments.png"))
         page.click("#nav [data-view=watchlists]")
         page.click("#watchlists button")
         page.wait_for_selector("#subjects td:has-text('eileen')")
-        page.screenshot(path=str(SHOTS / "watchlists.png"))
+        page.screenshot(path=str(shots / "watchlists.png"))
         context.close()
     with store() as session:
         adjudication = session.scalar(select(Adjudication))
