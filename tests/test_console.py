@@ -1,6 +1,6 @@
 """The console end to end in headless Debian chromium (Playwright): log in, an alert arrives
 live, the reviewer decides and records the outcome by keyboard, the store has it. Screenshots of
-the main screens are written to docs/console/."""
+the main screens go to docs/console/ when OPENLFR_UPDATE_SCREENSHOTS=1 (else a temp folder)."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from openlfr.api.roles import Role
@@ -20,6 +21,9 @@ SafeName = Annotated[
 ]
 Text = Annotated[str, StringConstraints(max_length=10_000)]
 Purpose = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+# Row ids as the databases store them (32-bit): a larger number is a 422, not an overflow
+RowId = Annotated[int, Field(ge=1, le=2_147_483_647)]
+QueryId = Annotated[int | None, Query(ge=1, le=2_147_483_647)]
 
 
 class Orm(BaseModel):

@@ -18,6 +18,7 @@ from openlfr.api.schemas import (
     Decision,
     OutcomeIn,
     Purpose,
+    QueryId,
 )
 from openlfr.errors import NotFoundError
 from openlfr.governance import audit
@@ -78,12 +79,12 @@ def _one(session: Session, alert_id: str) -> AlertOut:
 def list_alerts(
     session: DbSession,
     user: Reader,
-    deployment_id: int | None = None,
+    deployment_id: QueryId = None,
     subject: Annotated[str | None, Query(max_length=200)] = None,
     state: Literal["pending", "decided", "all"] = "all",
     decision: Decision | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2_147_483_647)] = 0,
 ) -> list[AlertOut]:
     """Alerts, newest first; ``state=pending`` is the reviewer's queue."""
     query = _query()
@@ -212,7 +213,7 @@ def outcome(alert_id: str, body: OutcomeIn, session: DbSession, user: Reviewer) 
 def list_adjudications(
     session: DbSession,
     user: RecordReader,
-    deployment_id: int | None = None,
+    deployment_id: QueryId = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[Adjudication]:
     """The adjudication record: decisions and outcomes (no images)."""

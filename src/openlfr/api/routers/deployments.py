@@ -10,7 +10,11 @@ from sqlalchemy.orm import Session
 
 from openlfr.api import roles
 from openlfr.api.deps import DbSession, allow
-from openlfr.api.schemas import DeploymentCreate, DeploymentOut
+from openlfr.api.schemas import (
+    DeploymentCreate,
+    DeploymentOut,
+    RowId,
+)
 from openlfr.governance import audit
 from openlfr.live.deployment import (
     DeploymentError,
@@ -91,13 +95,15 @@ def _create(session: Session, body: DeploymentCreate, user: User) -> Deployment:
 
 
 @router.get("/{deployment_id}", response_model=DeploymentOut)
-def status(deployment_id: int, session: DbSession, user: Reader) -> DeploymentOut:
+def status(deployment_id: RowId, session: DbSession, user: Reader) -> DeploymentOut:
     recover_crashed(session)
     return deployment_out(session, get_deployment(session, deployment_id))
 
 
 @router.post("/{deployment_id}/start", response_model=DeploymentOut, status_code=202)
-def start(deployment_id: int, request: Request, session: DbSession, user: Officer) -> DeploymentOut:
+def start(
+    deployment_id: RowId, request: Request, session: DbSession, user: Officer
+) -> DeploymentOut:
     """Freeze the watchlist and run the cameras in this server until the end or a stop."""
     get_deployment(session, deployment_id)  # 404 before anything starts
     request.app.state.runner.start(deployment_id)
@@ -114,7 +120,7 @@ def start(deployment_id: int, request: Request, session: DbSession, user: Office
 
 
 @router.post("/{deployment_id}/stop", response_model=DeploymentOut, status_code=202)
-def stop(deployment_id: int, session: DbSession, user: Officer) -> DeploymentOut:
+def stop(deployment_id: RowId, session: DbSession, user: Officer) -> DeploymentOut:
     """Ask it to stop; its watchlist copy is destroyed as it ends."""
     request_stop(session, deployment_id)
     audit.append(

@@ -10,7 +10,12 @@ from sqlalchemy import delete, select
 from openlfr.api import roles
 from openlfr.api.auth import create_user
 from openlfr.api.deps import DbSession, allow
-from openlfr.api.schemas import UserCreate, UserOut, UserUpdate
+from openlfr.api.schemas import (
+    RowId,
+    UserCreate,
+    UserOut,
+    UserUpdate,
+)
 from openlfr.errors import NotFoundError
 from openlfr.governance import audit
 from openlfr.store.models import AuthSession, User
@@ -39,7 +44,7 @@ def add_user(body: UserCreate, session: DbSession, admin: Admin) -> User:
 
 
 @router.patch("/{user_id}", response_model=UserOut)
-def update_user(user_id: int, body: UserUpdate, session: DbSession, admin: Admin) -> User:
+def update_user(user_id: RowId, body: UserUpdate, session: DbSession, admin: Admin) -> User:
     """Change a role or disable an account; disabling ends its sessions at once."""
     user = session.get(User, user_id)
     if user is None:

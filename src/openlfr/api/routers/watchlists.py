@@ -15,6 +15,7 @@ from openlfr.api.limits import max_upload_bytes
 from openlfr.api.schemas import (
     ImageOut,
     Purpose,
+    RowId,
     SafeName,
     SubjectCreate,
     SubjectOut,
@@ -220,7 +221,7 @@ def upload_image(
 def view_image(
     name: str,
     subject: str,
-    image_id: int,
+    image_id: RowId,
     session: DbSession,
     user: Reader,
     purpose: Annotated[Purpose, Query()] = "watchlist review",
