@@ -285,7 +285,7 @@ async function openWatchlist(name) {
   try { w = await api(`/api/watchlists/${encodeURIComponent(name)}`); } catch (error) { say(error.message, true); return; }
   state.watchlist = name;
   $("#watchlist").hidden = false;
-  $("#watchlist-title").textContent = `${w.name}: ${w.description || ""}`;
+  $("#watchlist-title").textContent = w.description ? `${w.name}: ${w.description}` : w.name;
   const body = $("#subjects");
   body.replaceChildren();
   for (const s of w.subject_list) {
