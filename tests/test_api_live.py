@@ -136,3 +136,62 @@ def test_suppressed_face_raises_no_alert_for_that_subject(test_data: Path) -> No
     first = run(set())
     assert [e.subject for e in first if e.kind == "new"] == ["walker"]
     assert run({(first[0].track, first[0].subject_id)}) == []
+
+
+def test_runner_forwards_new_suppressions_to_their_camera_once(database_url) -> None:  # type: ignore[no-untyped-def]
+    import queue
+
+    from openlfr.live.deployment import _forward_suppressions
+    from openlfr.store.models import Suppression
+
+    store = service_store(database_url)
+    scene = plan_deployment(store, suppress=True)
+    queues = {"north": queue.Queue()}
+    with store() as session:
+        for track, subject in [(3, 1), (4, 2)]:
+            session.add(
+                Suppression(
+                    deployment_id=scene.deployment_id,
+                    camera="north",
+                    track=track,
+                    subject_id=subject,
+                    alert_id="a" * 32,
+                    created_by="reviewer",
+                )
+            )
+        session.commit()
+        last = _forward_suppressions(session, scene.deployment_id, 0, queues)
+        assert _forward_suppressions(session, scene.deployment_id, last, queues) == last
+    assert [queues["north"].get_nowait() for _ in range(2)] == [(3, 1), (4, 2)]
+    assert queues["north"].empty()
+
+
+def test_openlfr_serve_publishes_the_api_and_the_console(tmp_path, openlfr_home) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "openlfr.cli", "serve", "--port", str(port)]
+    server = subprocess.Popen(command, env=os.environ.copy(), stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                spec = httpx.get(f"http://127.0.0.1:{port}/openapi.json")
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, server.stderr.read().decode()
+                assert time.monotonic() < deadline, "openlfr serve did not answer"
+                time.sleep(0.2)
+        assert spec.json()["info"]["title"] == "OpenLFR operator service"
+        assert "OpenLFR console" in httpx.get(f"http://127.0.0.1:{port}/").text
+        assert httpx.get(f"http://127.0.0.1:{port}/api/alerts").status_code == 401
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
