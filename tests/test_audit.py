@@ -59,3 +59,35 @@ def test_user_add_from_stdin_and_audit_verify_command(database_url: str) -> None
         session.commit()
     broken = runner.invoke(app, ["audit", "verify"])
     assert broken.exit_code == 1 and "broken" in broken.output
+
+
+def test_concurrent_appends_keep_one_unbroken_chain(database_url: str) -> None:
+    import threading
+
+    store = open_store(database_url)
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            for i in range(5):
+                with store() as session:
+                    audit.append(
+                        session,
+                        actor=f"w{worker}",
+                        action="view",
+                        obj=f"alert:{i}",
+                        purpose="adjudication",
+                    )
+                    session.commit()
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with store() as session:
+        result = audit.verify_chain(session)
+    assert result.ok and result.entries == 30

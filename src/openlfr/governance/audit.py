@@ -8,21 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from openlfr.store.models import AuditEntry, utcnow
 
 GENESIS = "0" * 64
 FIELDS = ("at", "actor", "action", "object", "purpose")
-
-# One writer at a time in this process; across processes on PostgreSQL the row lock below
-# serialises appends (SQLite serialises writers by itself).
-_append_lock = threading.Lock()
 
 
 def entry_hash(prev_hash: str, at: str, actor: str, action: str, obj: str, purpose: str) -> str:
@@ -34,25 +30,38 @@ def entry_hash(prev_hash: str, at: str, actor: str, action: str, obj: str, purpo
 
 
 def append(session: Session, *, actor: str, action: str, obj: str, purpose: str) -> AuditEntry:
-    """Add an entry in the caller's transaction: it is kept only if the action is."""
-    with _append_lock:
-        last = session.scalar(
-            select(AuditEntry).order_by(AuditEntry.id.desc()).limit(1).with_for_update()
-        )
-        prev = last.hash if last is not None else GENESIS
-        at = utcnow().isoformat(timespec="microseconds")
-        entry = AuditEntry(
-            at=at,
-            actor=actor,
-            action=action,
-            object=obj,
-            purpose=purpose,
-            prev_hash=prev,
-            hash=entry_hash(prev, at, actor, action, obj, purpose),
-        )
-        session.add(entry)
-        session.flush()
-        return entry
+    """Add an entry in the caller's transaction: it is kept only if the action is.
+
+    Concurrent appenders must not both link to the same predecessor (the chain would fork and
+    verification would cry tampering). So the entry is written first, which takes the
+    database's write lock (SQLite) or, after an explicit table lock (PostgreSQL), holds off
+    other appenders until this transaction ends; only then is the predecessor read, and it can
+    no longer change under us.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("LOCK TABLE audit_log IN EXCLUSIVE MODE"))
+    at = utcnow().isoformat(timespec="microseconds")
+    entry = AuditEntry(
+        at=at,
+        actor=actor,
+        action=action,
+        object=obj,
+        purpose=purpose,
+        prev_hash="pending",
+        hash=f"pending-{uuid.uuid4().hex}",
+    )
+    session.add(entry)
+    session.flush()
+    prev = session.scalar(
+        select(AuditEntry.hash)
+        .where(AuditEntry.id < entry.id)
+        .order_by(AuditEntry.id.desc())
+        .limit(1)
+    )
+    entry.prev_hash = prev or GENESIS
+    entry.hash = entry_hash(entry.prev_hash, at, actor, action, obj, purpose)
+    session.flush()
+    return entry
 
 
 @dataclass
