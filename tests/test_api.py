@@ -157,6 +157,8 @@ def test_bad_names_json_and_ids_get_clear_4xx(client, store) -> None:
     assert missing.status_code == 404 and "no alert" in missing.json()["detail"]
     wrong_type = client.get("/api/deployments/abc", headers=reviewer)
     assert wrong_type.status_code == 422
+    nul = client.get("/api/alerts", params={"subject": "a\x00b"}, headers=reviewer)
+    assert nul.status_code == 422  # found by schemathesis: PostgreSQL text cannot hold NUL
     huge = client.get(f"/api/deployments/{2**64}", headers=reviewer)  # found by schemathesis
     assert huge.status_code == 422 and "less than or equal" in huge.json()["detail"]
     bad_subject = client.post(

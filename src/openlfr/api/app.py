@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -88,6 +89,14 @@ def _errors(app: FastAPI) -> None:
     app.add_exception_handler(PolicyError, handler(422))
     app.add_exception_handler(ImageError, handler(422))
     app.add_exception_handler(OpenLFRError, handler(400))
+
+    async def refused_by_database(_request: Request, exc: DataError) -> JSONResponse:
+        # a value the database cannot store (validation should have caught it): nothing written
+        return JSONResponse(
+            {"detail": f"a value could not be stored: {exc.orig or exc}"[:500]}, status_code=422
+        )
+
+    app.add_exception_handler(DataError, refused_by_database)  # type: ignore[arg-type]
 
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         # the default answer, plus one line a person can read first

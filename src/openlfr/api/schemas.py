@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from openlfr.api.roles import Role
 
+# PostgreSQL text cannot hold NUL; no legitimate input has one, so it is refused up front (422)
+NO_NUL = r"^[^\x00]*$"
 # Names end up in URLs, file names and logs: letters, digits, spaces and a little punctuation,
 # never a path separator or a leading dot ("../x", "/etc", "a\\b" are refused with 422).
 SafeName = Annotated[
@@ -19,8 +21,8 @@ SafeName = Annotated[
         strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[\w][\w .'@()-]*$"
     ),
 ]
-Text = Annotated[str, StringConstraints(max_length=10_000)]
-Purpose = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+Text = Annotated[str, StringConstraints(max_length=10_000, pattern=NO_NUL)]
+Purpose = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=NO_NUL)]
 # Row ids as the databases store them (32-bit): a larger number is a 422, not an overflow
 RowId = Annotated[int, Field(ge=1, le=2_147_483_647)]
 QueryId = Annotated[int | None, Query(ge=1, le=2_147_483_647)]
@@ -35,8 +37,8 @@ class Problem(BaseModel):
 
 
 class LoginRequest(BaseModel):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
-    password: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NO_NUL)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=1000, pattern=NO_NUL)]
 
 
 class LoginResponse(BaseModel):
@@ -56,7 +58,7 @@ class UserOut(Orm):
 class UserCreate(BaseModel):
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
     role: Role
-    password: Annotated[str, StringConstraints(min_length=10, max_length=1000)]
+    password: Annotated[str, StringConstraints(min_length=10, max_length=1000, pattern=NO_NUL)]
 
 
 class UserUpdate(BaseModel):
@@ -79,8 +81,8 @@ class WatchlistOut(Orm):
 
 class SubjectCreate(BaseModel):
     name: SafeName
-    category: Annotated[str, StringConstraints(min_length=1, max_length=100)]
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+    category: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NO_NUL)]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=10_000, pattern=NO_NUL)]
     image_source: Text = ""
     expires_on: date | None = None
 
@@ -112,13 +114,13 @@ class WatchlistDetail(WatchlistOut):
 
 class CameraIn(BaseModel):
     name: SafeName
-    source: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    source: Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=NO_NUL)]
 
 
 class DeploymentCreate(BaseModel):
     name: SafeName
-    location: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+    location: Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=NO_NUL)]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=10_000, pattern=NO_NUL)]
     watchlist: SafeName
     starts_at: datetime | None = Field(None, description="UTC; default now")
     ends_at: datetime

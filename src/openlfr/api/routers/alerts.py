@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from openlfr.api import roles
 from openlfr.api.deps import DbSession, allow
 from openlfr.api.schemas import (
+    NO_NUL,
     AdjudicationIn,
     AdjudicationOut,
     AlertOut,
@@ -80,7 +81,7 @@ def list_alerts(
     session: DbSession,
     user: Reader,
     deployment_id: QueryId = None,
-    subject: Annotated[str | None, Query(max_length=200)] = None,
+    subject: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
     state: Literal["pending", "decided", "all"] = "all",
     decision: Decision | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,

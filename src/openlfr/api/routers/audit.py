@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from openlfr.api import roles
 from openlfr.api.deps import DbSession, allow
-from openlfr.api.schemas import AuditOut, Purpose, VerificationOut
+from openlfr.api.schemas import NO_NUL, AuditOut, Purpose, VerificationOut
 from openlfr.governance import audit
 from openlfr.store.models import AuditEntry, User
 
@@ -35,8 +35,8 @@ def _filtered(actor: str | None, action: str | None, after_id: int):  # type: ig
 def browse(
     session: DbSession,
     user: Auditor,
-    actor: Annotated[str | None, Query(max_length=100)] = None,
-    action: Annotated[str | None, Query(max_length=60)] = None,
+    actor: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
+    action: Annotated[str | None, Query(max_length=60, pattern=NO_NUL)] = None,
     after_id: Annotated[int, Query(ge=0, le=2_147_483_647)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AuditEntry]:
@@ -53,8 +53,8 @@ def export(
     session: DbSession,
     user: Auditor,
     format: Literal["csv", "json"] = "csv",
-    actor: Annotated[str | None, Query(max_length=100)] = None,
-    action: Annotated[str | None, Query(max_length=60)] = None,
+    actor: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
+    action: Annotated[str | None, Query(max_length=60, pattern=NO_NUL)] = None,
     purpose: Annotated[Purpose, Query()] = "audit",
 ) -> Response:
     """The log (or a filtered part) as a file; the export itself is audited."""
