@@ -4,6 +4,7 @@ everything else runs anywhere, with generated images or scikit-image's public-do
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,3 +36,54 @@ def astronaut() -> np.ndarray:
     from skimage import data
 
     return data.astronaut()
+
+
+# --- databases: SQLite always, PostgreSQL too when OPENLFR_TEST_POSTGRES_URL is set -------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--postgres-url",
+        default=os.environ.get("OPENLFR_TEST_POSTGRES_URL"),
+        help="a PostgreSQL server URL (a role that may create databases): tests using "
+        "`database_url` run on it too, each in a fresh database (.ci/postgres.sh starts one)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "database_url" in metafunc.fixturenames:
+        backends = ["sqlite"]
+        if metafunc.config.getoption("postgres_url"):
+            backends.append("postgresql")
+        metafunc.parametrize("db_backend", backends)
+
+
+@pytest.fixture
+def database_url(
+    db_backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, openlfr_home
+) -> Iterator[str]:
+    """The store's URL for this test, also set as OPENLFR_DATABASE_URL for the code under test."""
+    if db_backend == "sqlite":
+        openlfr_home.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{openlfr_home / 'openlfr.sqlite3'}"
+        monkeypatch.setenv("OPENLFR_DATABASE_URL", url)
+        yield url
+        return
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    server = make_url(request.config.getoption("postgres_url"))
+    name = f"openlfr_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = server.set(database=name).render_as_string(hide_password=False)
+    monkeypatch.setenv("OPENLFR_DATABASE_URL", url)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

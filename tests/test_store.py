@@ -51,12 +51,20 @@ def _subject(session, watchlist, name: str, **overrides):  # type: ignore[no-unt
     return add_subject(session, watchlist, **fields)
 
 
-def test_migrations_create_the_schema_from_empty(openlfr_home: Path) -> None:
+@pytest.fixture(autouse=True)
+def _backend(database_url: str) -> str:
+    """Every store test runs on SQLite, and on PostgreSQL when OPENLFR_TEST_POSTGRES_URL is set."""
+    return database_url
+
+
+def test_migrations_create_the_schema_from_empty(openlfr_home: Path, database_url: str) -> None:
     open_store()
     engine = make_engine()
     tables = set(inspect(engine).get_table_names())
     assert {"watchlists", "subjects", "reference_images", "templates", "alembic_version"} <= tables
-    assert (openlfr_home / "openlfr.sqlite3").is_file()
+    assert {"users", "auth_sessions", "adjudications", "audit_log", "suppressions"} <= tables
+    if database_url.startswith("sqlite"):
+        assert (openlfr_home / "openlfr.sqlite3").is_file()
     open_store()  # a second run finds nothing to do
 
 

@@ -23,6 +23,10 @@ watchlist_app = typer.Typer(
 app.add_typer(watchlist_app, name="watchlist")
 deployment_app = typer.Typer(help="Plan, run and stop deployments.", no_args_is_help=True)
 app.add_typer(deployment_app, name="deployment")
+user_app = typer.Typer(help="Operator accounts (bootstrap the first admin).", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 err = Console(stderr=True, soft_wrap=True)  # paths in messages stay whole, greppable
 
@@ -775,6 +779,74 @@ def deployment_stop(deployment_id: int) -> None:
         except OpenLFRError as exc:
             raise _fail(exc) from exc
     err.print(f"stop requested for deployment {deployment_id}")
+
+
+# --- service, accounts, audit -----------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+) -> None:
+    """Run the operator service: API (OpenAPI at /docs), live alerts and the console at /."""
+    import uvicorn
+
+    from openlfr.api.app import create_app
+
+    err.print(f"OpenLFR service on http://{host}:{port}/ (API description: /docs)")
+    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+
+
+@user_app.command("add")
+def user_add(
+    name: str,
+    role: Annotated[
+        str,
+        typer.Option(help="admin, watchlist-manager, authorising-officer, reviewer or auditor."),
+    ],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Add an account; the password is prompted for (twice) or read from stdin."""
+    from openlfr.api.auth import create_user
+    from openlfr.governance import audit
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise _fail(OpenLFRError("the passwords differ"))
+    with _session() as session:
+        try:
+            user = create_user(session, name, role, password)
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+        audit.append(
+            session,
+            actor=f"cli:{getpass.getuser()}",
+            action="user-add",
+            obj=f"user:{user.name}:{user.role}",
+            purpose="account administration",
+        )
+        session.commit()
+    err.print(f"user [bold]{name}[/bold] added with role {role}")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit chain; exit code 1 and the first bad entry when it does not hold."""
+    from openlfr.governance.audit import verify_chain
+
+    with _session() as session:
+        result = verify_chain(session)
+    if result.ok:
+        print(f"audit chain intact: {result.entries} entries")
+        return
+    err.print(f"[red]audit chain broken[/red] at entry {result.first_bad_id}: {result.problem}")
+    raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover

@@ -40,6 +40,7 @@ from openlfr.store.models import (
     ReferenceImage,
     SnapshotTemplate,
     Subject,
+    Suppression,
     Template,
     utcnow,
 )
@@ -216,11 +217,22 @@ class WorkerJob:
     deadline: float  # time.time() of the deployment's end
 
 
-def camera_worker(job: WorkerJob, events: Any, stop: Any) -> None:
-    """Worker process body: one camera's source through the pipeline, events onto ``events``."""
+def camera_worker(job: WorkerJob, events: Any, stop: Any, suppressions: Any = None) -> None:
+    """Worker process body: one camera's source through the pipeline, events onto ``events``;
+    (track, subject id) pairs arriving on ``suppressions`` stop that face alerting for that
+    subject."""
     index = WatchlistIndex(job.embeddings, job.subject_ids, job.subject_names)
     pipeline = LivePipeline(index, camera=job.camera, config=job.config)
     pipeline.warm_up()
+
+    def should_stop() -> bool:  # called once per frame: the moment to take in suppressions
+        while suppressions is not None:
+            try:
+                pipeline.suppressed.add(suppressions.get_nowait())
+            except queue.Empty:
+                break
+        return stop.is_set()
+
     try:
         with open_source(job.source) as source:
             run_camera(
@@ -228,7 +240,7 @@ def camera_worker(job: WorkerJob, events: Any, stop: Any) -> None:
                 pipeline,
                 lambda e: events.put(("alert", job.camera_id, e)),
                 realtime=True,
-                should_stop=stop.is_set,
+                should_stop=should_stop,
                 deadline=job.deadline,
                 on_counts=lambda c: events.put(("counts", job.camera_id, c)),
             )
@@ -285,6 +297,7 @@ def _run_cameras(session: Session, deployment: Deployment, on_alert: Any, poll_s
     context = mp.get_context("spawn")  # a clean interpreter per camera, as on a cluster
     events, stop = context.Queue(), context.Event()
     workers = []
+    suppressions: dict[str, Any] = {}  # camera name -> its worker's suppression queue
     for camera in deployment.cameras:
         job = WorkerJob(
             camera.id,
@@ -296,17 +309,25 @@ def _run_cameras(session: Session, deployment: Deployment, on_alert: Any, poll_s
             LiveConfig(threshold=threshold),
             deadline,
         )
-        worker = context.Process(target=camera_worker, args=(job, events, stop), daemon=True)
+        suppressions[camera.name] = context.Queue()
+        worker = context.Process(
+            target=camera_worker, args=(job, events, stop, suppressions[camera.name]), daemon=True
+        )
         worker.start()
         workers.append(worker)
     cameras = {c.id: c for c in deployment.cameras}
     running = set(cameras)
     reason: str | None = None
+    last_suppression = 0
     while running:
         if time.time() >= deadline and reason is None:
             stop.set()
             reason = "time limit reached"
         session.refresh(deployment, ["stop_requested"])
+        if deployment.suppress_no_match:
+            last_suppression = _forward_suppressions(
+                session, deployment.id, last_suppression, suppressions
+            )
         if deployment.stop_requested and reason is None:
             stop.set()
             reason = "stopped by an operator"
@@ -321,6 +342,7 @@ def _run_cameras(session: Session, deployment: Deployment, on_alert: Any, poll_s
             continue  # raised after the hard end: not a lawful alert, not kept
         if kind == "alert":
             _store_alert(session, deployment, camera, payload, reference)
+            session.commit()  # before the callback, which may tell a reviewer to fetch it
             if on_alert:
                 on_alert(payload)
         elif kind == "counts":
@@ -339,6 +361,22 @@ def _run_cameras(session: Session, deployment: Deployment, on_alert: Any, poll_s
     if all(c.error for c in cameras.values()):
         reason = "failed: no camera could run"
     end_deployment(session, deployment, reason or "every camera's source ended")
+
+
+def _forward_suppressions(
+    session: Session, deployment_id: int, after_id: int, queues: dict[str, Any]
+) -> int:
+    """Send suppressions recorded since ``after_id`` to their camera's worker."""
+    rows = session.scalars(
+        select(Suppression)
+        .where(Suppression.deployment_id == deployment_id, Suppression.id > after_id)
+        .order_by(Suppression.id)
+    ).all()
+    for row in rows:
+        if row.camera in queues:
+            queues[row.camera].put((row.track, row.subject_id))
+        after_id = row.id
+    return after_id
 
 
 def _store_counts(camera: Camera, counts: CameraCounts) -> None:

@@ -96,6 +96,9 @@ class LivePipeline:
             else self.config.threshold
         )
         self._raised: dict[int, _Raised] = {}  # subject id -> the alert on this camera
+        # (track id, subject id) pairs a reviewer judged "no match": that face is not searched
+        # for that subject again (opt-in per deployment; see api/routers/alerts.py)
+        self.suppressed: set[tuple[int, int]] = set()
 
     def warm_up(self) -> None:
         """Load the models now, so that the first frames of a live source are not dropped."""
@@ -173,6 +176,8 @@ class LivePipeline:
             if not candidates or candidates[0].score < self.threshold:
                 continue  # a non-match: nothing about it outlives this loop
             best = candidates[0]
+            if (track.id, best.subject_id) in self.suppressed:
+                continue  # a person already judged not to be this subject
             event = self._raise(
                 frame, track, box, best.subject, best.subject_id, best.score, best.similarity, now
             )

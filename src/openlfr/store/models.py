@@ -127,6 +127,8 @@ class Deployment(Base):
     runner_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     runner_host: Mapped[str | None] = mapped_column(String(200), nullable=True)
     snapshot_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # opt-in: a reviewer's "no match" stops that face alerting for that subject again
+    suppress_no_match: Mapped[bool] = mapped_column(default=False)
 
     cameras: Mapped[list[Camera]] = relationship(
         back_populates="deployment", cascade="all, delete-orphan", order_by="Camera.id"
@@ -187,3 +189,78 @@ class Alert(Base):
     reference_image: Mapped[bytes] = mapped_column(LargeBinary)
     raised_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class User(Base):
+    """An operator account with exactly one role (``openlfr.api.roles``)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(40))
+    password_hash: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuthSession(Base):
+    """A logged-in session. Only the token's SHA-256 is kept, so a copy of the database does
+    not hand out live sessions."""
+
+    __tablename__ = "auth_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User] = relationship()
+
+
+class Adjudication(Base):
+    """A reviewer's decision on an alert (match / no-match / cannot-tell), then its outcome."""
+
+    __tablename__ = "adjudications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), unique=True)
+    reviewer: Mapped[str] = mapped_column(String(100))
+    decision: Mapped[str] = mapped_column(String(20))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    outcome_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    outcome_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class AuditEntry(Base):
+    """One link of the append-only audit chain (``openlfr.governance.audit``). ``at`` is kept
+    as ISO text so that the hashed bytes survive every database's date handling."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(60))
+    object: Mapped[str] = mapped_column(Text)
+    purpose: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Suppression(Base):
+    """This face (camera track) is not this subject, for the rest of the deployment."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    camera: Mapped[str] = mapped_column(String(200))
+    track: Mapped[int] = mapped_column(Integer)
+    subject_id: Mapped[int] = mapped_column(Integer)
+    alert_id: Mapped[str] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,27 @@
+"""Roles, and which roles may do what. Every endpoint names one of these sets."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    ADMIN = "admin"  # accounts only: sees no watchlist image and no alert
+    WATCHLIST_MANAGER = "watchlist-manager"  # builds watchlists
+    AUTHORISING_OFFICER = "authorising-officer"  # plans, starts and stops deployments
+    REVIEWER = "reviewer"  # adjudicates alerts
+    AUDITOR = "auditor"  # reads the audit log and the adjudication record
+
+
+ALL = frozenset(Role)
+USERS = frozenset({Role.ADMIN})
+WATCHLIST_READ = frozenset({Role.WATCHLIST_MANAGER, Role.AUTHORISING_OFFICER})
+WATCHLIST_WRITE = frozenset({Role.WATCHLIST_MANAGER})
+DEPLOYMENT_READ = frozenset(
+    {Role.AUTHORISING_OFFICER, Role.REVIEWER, Role.WATCHLIST_MANAGER, Role.AUDITOR}
+)
+DEPLOYMENT_WRITE = frozenset({Role.AUTHORISING_OFFICER})
+ALERT_READ = frozenset({Role.REVIEWER, Role.AUTHORISING_OFFICER})
+ADJUDICATE = frozenset({Role.REVIEWER})
+ADJUDICATION_READ = frozenset({Role.REVIEWER, Role.AUTHORISING_OFFICER, Role.AUDITOR})
+AUDIT = frozenset({Role.AUDITOR})

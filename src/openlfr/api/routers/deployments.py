@@ -1,0 +1,134 @@
+"""Deployments: plan, start (a background run in this server), stop, status board."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from openlfr.api import roles
+from openlfr.api.deps import DbSession, allow
+from openlfr.api.schemas import (
+    DeploymentCreate,
+    DeploymentOut,
+    RowId,
+)
+from openlfr.governance import audit
+from openlfr.live.deployment import (
+    DeploymentError,
+    as_utc,
+    create_deployment,
+    get_deployment,
+    recover_crashed,
+    request_stop,
+)
+from openlfr.store.models import Adjudication, Alert, Deployment, User, utcnow
+
+router = APIRouter(prefix="/api/deployments", tags=["deployments"])
+Reader = Annotated[User, Depends(allow(roles.DEPLOYMENT_READ))]
+Officer = Annotated[User, Depends(allow(roles.DEPLOYMENT_WRITE))]
+
+
+def deployment_out(session: Session, d: Deployment) -> DeploymentOut:
+    """The record with the board's figures: time left, faces processed, alerts, adjudicated."""
+    out = DeploymentOut.model_validate(d)
+    out.faces_processed = sum(c.faces_processed for c in d.cameras)
+    out.alerts = session.scalar(select(func.count()).where(Alert.deployment_id == d.id)) or 0
+    out.adjudicated = (
+        session.scalar(
+            select(func.count())
+            .select_from(Adjudication)
+            .join(Alert, Alert.id == Adjudication.alert_id)
+            .where(Alert.deployment_id == d.id)
+        )
+        or 0
+    )
+    if d.status == "running":
+        out.seconds_left = max(0.0, (as_utc(d.ends_at) - utcnow()).total_seconds())
+    return out
+
+
+@router.get("", response_model=list[DeploymentOut])
+def list_all(session: DbSession, user: Reader) -> list[DeploymentOut]:
+    recover_crashed(session)
+    rows = session.scalars(select(Deployment).order_by(Deployment.id.desc()))
+    return [deployment_out(session, d) for d in rows]
+
+
+@router.post("", response_model=DeploymentOut, status_code=201)
+def create(body: DeploymentCreate, session: DbSession, user: Officer) -> DeploymentOut:
+    """Plan a deployment; the logged-in authorising officer is recorded as its author."""
+    names = [c.name for c in body.cameras]
+    if len(set(names)) != len(names):
+        raise HTTPException(422, "camera names must be unique within a deployment")
+    try:
+        deployment = _create(session, body, user)
+    except DeploymentError as exc:  # a bad plan, not a conflict with the current state
+        raise HTTPException(422, str(exc)) from exc
+    deployment.suppress_no_match = body.suppress_no_match
+    audit.append(
+        session,
+        actor=user.name,
+        action="deployment-authorise",
+        obj=f"deployment:{deployment.id}:{deployment.watchlist_name}",
+        purpose=body.reason[:500],
+    )
+    session.commit()
+    return deployment_out(session, deployment)
+
+
+def _create(session: Session, body: DeploymentCreate, user: User) -> Deployment:
+    return create_deployment(
+        session,
+        name=body.name,
+        location=body.location,
+        reason=body.reason,
+        watchlist=body.watchlist,
+        starts_at=body.starts_at or utcnow(),
+        ends_at=body.ends_at,
+        cameras={c.name: c.source for c in body.cameras},
+        created_by=user.name,
+        threshold=body.threshold,
+    )
+
+
+@router.get("/{deployment_id}", response_model=DeploymentOut)
+def status(deployment_id: RowId, session: DbSession, user: Reader) -> DeploymentOut:
+    recover_crashed(session)
+    return deployment_out(session, get_deployment(session, deployment_id))
+
+
+@router.post("/{deployment_id}/start", response_model=DeploymentOut, status_code=202)
+def start(
+    deployment_id: RowId, request: Request, session: DbSession, user: Officer
+) -> DeploymentOut:
+    """Freeze the watchlist and run the cameras in this server until the end or a stop."""
+    get_deployment(session, deployment_id)  # 404 before anything starts
+    request.app.state.runner.start(deployment_id)
+    audit.append(
+        session,
+        actor=user.name,
+        action="deployment-start",
+        obj=f"deployment:{deployment_id}",
+        purpose="live recognition",
+    )
+    session.commit()
+    session.expire_all()
+    return deployment_out(session, get_deployment(session, deployment_id))
+
+
+@router.post("/{deployment_id}/stop", response_model=DeploymentOut, status_code=202)
+def stop(deployment_id: RowId, session: DbSession, user: Officer) -> DeploymentOut:
+    """Ask it to stop; its watchlist copy is destroyed as it ends."""
+    request_stop(session, deployment_id)
+    audit.append(
+        session,
+        actor=user.name,
+        action="deployment-stop",
+        obj=f"deployment:{deployment_id}",
+        purpose="live recognition",
+    )
+    session.commit()
+    return deployment_out(session, get_deployment(session, deployment_id))

@@ -1,0 +1,250 @@
+"""Watchlists, subjects and their reference images, with enrolment by upload."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
+from fastapi.responses import Response
+from sqlalchemy import func, select
+
+from openlfr.api import roles
+from openlfr.api.deps import DbSession, allow
+from openlfr.api.limits import max_upload_bytes
+from openlfr.api.schemas import (
+    ImageOut,
+    Purpose,
+    RowId,
+    SafeName,
+    SubjectCreate,
+    SubjectOut,
+    WatchlistCreate,
+    WatchlistDetail,
+    WatchlistOut,
+)
+from openlfr.errors import ImageError, NotFoundError
+from openlfr.governance import audit
+from openlfr.governance.policy import load_policy
+from openlfr.store.models import ReferenceImage, Subject, User, Watchlist
+from openlfr.store.watchlists import (
+    add_reference_image,
+    add_subject,
+    create_watchlist,
+    get_subject,
+    get_watchlist,
+    list_watchlists,
+    remove_subject,
+)
+
+router = APIRouter(prefix="/api/watchlists", tags=["watchlists"])
+Reader = Annotated[User, Depends(allow(roles.WATCHLIST_READ))]
+Manager = Annotated[User, Depends(allow(roles.WATCHLIST_WRITE))]
+
+
+def _summary(session: DbSession, watchlist: Watchlist) -> dict:
+    count = session.scalar(select(func.count()).where(Subject.watchlist_id == watchlist.id))
+    return {
+        "id": watchlist.id,
+        "name": watchlist.name,
+        "description": watchlist.description,
+        "created_at": watchlist.created_at,
+        "subjects": count or 0,
+    }
+
+
+def _subject_out(subject: Subject) -> SubjectOut:
+    out = SubjectOut.model_validate(subject)
+    out.images = [
+        ImageOut(
+            id=i.id,
+            filename=i.filename,
+            sha256=i.sha256,
+            width=i.width,
+            height=i.height,
+            quality_score=i.template.quality_score if i.template else None,
+        )
+        for i in subject.images
+    ]
+    return out
+
+
+def _subject(session: DbSession, watchlist: Watchlist, name: str) -> Subject:
+    subject = get_subject(session, watchlist, name)
+    if subject is None:
+        raise NotFoundError(f"no subject {name!r} on watchlist {watchlist.name!r}")
+    return subject
+
+
+@router.get("", response_model=list[WatchlistOut])
+def list_all(session: DbSession, user: Reader) -> list[dict]:
+    return [_summary(session, w) for w in list_watchlists(session)]
+
+
+@router.post("", response_model=WatchlistOut, status_code=201)
+def create(body: WatchlistCreate, session: DbSession, user: Manager) -> dict:
+    watchlist = create_watchlist(session, body.name, body.description)
+    audit.append(
+        session,
+        actor=user.name,
+        action="watchlist-create",
+        obj=f"watchlist:{watchlist.name}",
+        purpose="watchlist management",
+    )
+    session.commit()
+    return _summary(session, watchlist)
+
+
+@router.get("/{name}", response_model=WatchlistDetail)
+def show(name: str, session: DbSession, user: Reader) -> WatchlistDetail:
+    """A watchlist with its subjects and their images' metadata (not the images)."""
+    watchlist = get_watchlist(session, name)
+    return WatchlistDetail(
+        **_summary(session, watchlist),
+        subject_list=[_subject_out(s) for s in watchlist.subjects],
+    )
+
+
+@router.post("/{name}/subjects", response_model=SubjectOut, status_code=201)
+def enrol_subject(name: str, body: SubjectCreate, session: DbSession, user: Manager) -> SubjectOut:
+    """Add a subject (category from the policy, written reason); images come next."""
+    watchlist = get_watchlist(session, name)
+    if get_subject(session, watchlist, body.name) is not None:
+        raise HTTPException(409, f"subject {body.name!r} is already on watchlist {name!r}")
+    subject = add_subject(
+        session,
+        watchlist,
+        name=body.name,
+        category=body.category,
+        reason=body.reason,
+        image_source=body.image_source,
+        added_by=user.name,
+        expires_on=body.expires_on,
+        policy=load_policy(),
+    )
+    audit.append(
+        session,
+        actor=user.name,
+        action="enrol",
+        obj=f"subject:{watchlist.name}/{subject.name}",
+        purpose=f"{subject.category}: {subject.reason}"[:500],
+    )
+    session.commit()
+    return _subject_out(subject)
+
+
+@router.delete("/{name}/subjects/{subject}", status_code=204)
+def delete_subject(name: str, subject: str, session: DbSession, user: Manager) -> None:
+    """Remove a subject with all their images and templates."""
+    watchlist = get_watchlist(session, name)
+    remove_subject(session, watchlist, subject)
+    audit.append(
+        session,
+        actor=user.name,
+        action="delete",
+        obj=f"subject:{watchlist.name}/{subject}",
+        purpose="watchlist management",
+    )
+    session.commit()
+
+
+@router.post(
+    "/{name}/subjects/{subject}/images",
+    response_model=ImageOut,
+    status_code=201,
+    responses={413: {"description": "too large"}, 422: {"description": "not a usable image"}},
+)
+def upload_image(
+    name: str,
+    subject: str,
+    session: DbSession,
+    user: Manager,
+    file: Annotated[UploadFile, File(description="JPEG or PNG showing exactly one face")],
+) -> ImageOut:
+    """Enrol a reference image: exactly one face, kept whole, with its template."""
+    from openlfr.vision import find_faces
+    from openlfr.vision.image import load_image
+
+    watchlist = get_watchlist(session, name)
+    record = _subject(session, watchlist, subject)
+    limit = max_upload_bytes()
+    content = file.file.read(limit + 1)
+    if len(content) > limit:
+        raise HTTPException(413, f"image over the limit of {limit:,} bytes")
+    if not content:
+        raise HTTPException(422, "empty upload")
+    filename = (file.filename or "upload").replace("\\", "/").rsplit("/", 1)[-1][:200] or "upload"
+    try:
+        height, width = load_image(content).shape[:2]
+        faces = find_faces(content, upsample=1)
+    except ImageError as exc:
+        raise HTTPException(422, f"not a readable image: {exc}") from exc
+    if len(faces) != 1:
+        raise HTTPException(
+            422, f"{len(faces)} faces found: a reference image must show exactly one person"
+        )
+    digest = hashlib.sha256(content).hexdigest()
+    if any(i.sha256 == digest for i in record.images):
+        raise HTTPException(409, "this image is already enrolled for this subject")
+    image = add_reference_image(
+        session,
+        record,
+        filename=filename,
+        content=content,
+        face=faces[0],
+        width=width,
+        height=height,
+    )
+    audit.append(
+        session,
+        actor=user.name,
+        action="enrol",
+        obj=f"image:{watchlist.name}/{record.name}/{image.id}:{digest[:16]}",
+        purpose=f"{record.category}: {record.reason}"[:500],
+    )
+    session.commit()
+    return ImageOut(
+        id=image.id,
+        filename=image.filename,
+        sha256=image.sha256,
+        width=width,
+        height=height,
+        quality_score=faces[0].quality.score,
+    )
+
+
+@router.get(
+    "/{name}/subjects/{subject}/images/{image_id}",
+    response_class=Response,
+    responses={200: {"content": {"image/*": {}}}},
+)
+def view_image(
+    name: str,
+    subject: str,
+    image_id: RowId,
+    session: DbSession,
+    user: Reader,
+    purpose: Annotated[Purpose, Query()] = "watchlist review",
+) -> Response:
+    """One reference image (audited as a view)."""
+    watchlist = get_watchlist(session, name)
+    record = _subject(session, watchlist, subject)
+    image = session.get(ReferenceImage, image_id)
+    if image is None or image.subject_id != record.id:
+        raise NotFoundError(f"no image {image_id} of subject {subject!r}")
+    audit.append(
+        session,
+        actor=user.name,
+        action="view",
+        obj=f"image:{watchlist.name}/{subject}/{image_id}",
+        purpose=purpose,
+    )
+    session.commit()
+    return Response(image.content, media_type=_media_type(image.content))
+
+
+def _media_type(content: bytes) -> str:
+    return "image/png" if content.startswith(b"\x89PNG") else "image/jpeg"
+
+
+__all__ = ["router", "SafeName"]

@@ -1,0 +1,241 @@
+"""The API's contract: request and response bodies, as Pydantic models (published as OpenAPI)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import Query
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from openlfr.api.roles import Role
+
+# PostgreSQL text cannot hold NUL; no legitimate input has one, so it is refused up front (422)
+NO_NUL = r"^[^\x00]*$"
+# Names end up in URLs, file names and logs: letters, digits, spaces and a little punctuation,
+# never a path separator or a leading dot ("../x", "/etc", "a\\b" are refused with 422).
+SafeName = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[\w][\w .'@()-]*$"
+    ),
+]
+Text = Annotated[str, StringConstraints(max_length=10_000, pattern=NO_NUL)]
+Purpose = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=NO_NUL)]
+# Row ids as the databases store them (32-bit): a larger number is a 422, not an overflow
+RowId = Annotated[int, Field(ge=1, le=2_147_483_647)]
+QueryId = Annotated[int | None, Query(ge=1, le=2_147_483_647)]
+
+
+class Orm(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class LoginRequest(BaseModel):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NO_NUL)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=1000, pattern=NO_NUL)]
+
+
+class LoginResponse(BaseModel):
+    token: str
+    expires_at: datetime
+    user: UserOut
+
+
+class UserOut(Orm):
+    id: int
+    name: str
+    role: Role
+    active: bool
+    created_at: datetime
+
+
+class UserCreate(BaseModel):
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+    role: Role
+    password: Annotated[str, StringConstraints(min_length=10, max_length=1000, pattern=NO_NUL)]
+
+
+class UserUpdate(BaseModel):
+    active: bool | None = None
+    role: Role | None = None
+
+
+class WatchlistCreate(BaseModel):
+    name: SafeName
+    description: Text = ""
+
+
+class WatchlistOut(Orm):
+    id: int
+    name: str
+    description: str
+    created_at: datetime
+    subjects: int
+
+
+class SubjectCreate(BaseModel):
+    name: SafeName
+    category: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NO_NUL)]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=10_000, pattern=NO_NUL)]
+    image_source: Text = ""
+    expires_on: date | None = None
+
+
+class ImageOut(Orm):
+    id: int
+    filename: str
+    sha256: str
+    width: int
+    height: int
+    quality_score: float | None = None
+
+
+class SubjectOut(Orm):
+    id: int
+    name: str
+    category: str
+    reason: str
+    image_source: str
+    added_by: str
+    expires_on: date | None
+    created_at: datetime
+    images: list[ImageOut] = []
+
+
+class WatchlistDetail(WatchlistOut):
+    subject_list: list[SubjectOut]
+
+
+class CameraIn(BaseModel):
+    name: SafeName
+    source: Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=NO_NUL)]
+
+
+class DeploymentCreate(BaseModel):
+    name: SafeName
+    location: Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=NO_NUL)]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=10_000, pattern=NO_NUL)]
+    watchlist: SafeName
+    starts_at: datetime | None = Field(None, description="UTC; default now")
+    ends_at: datetime
+    cameras: Annotated[list[CameraIn], Field(min_length=1, max_length=64)]
+    threshold: float | None = Field(None, ge=0, le=100)
+    suppress_no_match: bool = Field(
+        False, description="a 'no match' decision stops that face alerting for that subject"
+    )
+
+
+class CameraOut(Orm):
+    id: int
+    name: str
+    source: str
+    frames: int
+    frames_dropped: int
+    faces_processed: int
+    alerts: int
+    error: str | None
+
+
+class DeploymentOut(Orm):
+    id: int
+    name: str
+    location: str
+    reason: str
+    watchlist_name: str
+    threshold: float | None
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    status: str
+    started_at: datetime | None
+    ended_at: datetime | None
+    end_reason: str | None
+    snapshot_size: int | None
+    suppress_no_match: bool
+    cameras: list[CameraOut]
+    seconds_left: float | None = None
+    faces_processed: int = 0
+    alerts: int = 0
+    adjudicated: int = 0
+
+
+class Decision(StrEnum):
+    MATCH = "match"
+    NO_MATCH = "no-match"
+    CANNOT_TELL = "cannot-tell"
+
+
+class Outcome(StrEnum):
+    ENGAGED = "engaged"
+    ARRESTED = "arrested"
+    NO_ACTION = "no-action"
+    NOT_LOCATED = "not-located"
+
+
+class AdjudicationIn(BaseModel):
+    decision: Decision
+    note: Text = ""
+    suppress: bool = Field(
+        False, description="with no-match, on a deployment that allows it: suppress this face"
+    )
+
+
+class OutcomeIn(BaseModel):
+    outcome: Outcome
+
+
+class AdjudicationOut(Orm):
+    alert_id: str
+    reviewer: str
+    decision: Decision
+    decided_at: datetime
+    outcome: Outcome | None
+    outcome_by: str | None
+    outcome_at: datetime | None
+    note: str
+
+
+class AlertOut(Orm):
+    id: str
+    deployment_id: int
+    deployment: str
+    camera: str
+    track: int
+    frame: int
+    time_s: float
+    subject_id: int
+    subject_name: str
+    score: float
+    similarity: float
+    box: list[int]
+    latency_s: float
+    raised_at: datetime
+    updated_at: datetime | None
+    adjudication: AdjudicationOut | None
+
+
+class AuditOut(Orm):
+    id: int
+    at: str
+    actor: str
+    action: str
+    object: str
+    purpose: str
+    prev_hash: str
+    hash: str
+
+
+class VerificationOut(BaseModel):
+    ok: bool
+    entries: int
+    first_bad_id: int | None
+    problem: str | None
+
+
+LoginResponse.model_rebuild()

@@ -1,0 +1,374 @@
+// OpenLFR console: plain JavaScript, no build step. Data is always inserted as text, never as
+// HTML. Authentication is the HttpOnly session cookie set by POST /api/auth/login.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const state = { user: null, view: null, queue: [], current: null, source: null, timer: null };
+
+function say(message, error = false) {
+  const status = $("#status");
+  status.textContent = message;
+  status.classList.toggle("error", error);
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, { credentials: "same-origin", ...options });
+  if (response.status === 401 && state.user) {
+    showLogin("Your session has ended: log in again.");
+    throw new Error("session ended");
+  }
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { detail = (await response.json()).detail || detail; } catch (_) { /* not JSON */ }
+    throw new Error(detail);
+  }
+  return response.status === 204 ? null : response.json();
+}
+
+const postJson = (path, body) =>
+  api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+
+function el(tag, text, attrs = {}) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  return node;
+}
+
+function row(cells) {
+  const tr = document.createElement("tr");
+  for (const cell of cells) {
+    const td = document.createElement("td");
+    if (cell instanceof Node) td.append(cell); else td.textContent = cell ?? "";
+    tr.append(td);
+  }
+  return tr;
+}
+
+function allowed(node) {
+  const roles = (node.dataset.roles || "").split(" ").filter(Boolean);
+  return roles.length === 0 || roles.includes(state.user.role);
+}
+
+// --- log in / out ---------------------------------------------------------------------------
+
+function showLogin(message) {
+  state.user = null;
+  if (state.source) state.source.close();
+  clearInterval(state.timer);
+  for (const s of document.querySelectorAll("main > section")) s.hidden = s.id !== "view-login";
+  $("#nav").hidden = true;
+  $("#who").hidden = true;
+  say(message || "");
+  $("#login-form [name=name]").focus();
+}
+
+async function loggedIn(user) {
+  state.user = user;
+  $("#who-name").textContent = `${user.name} (${user.role})`;
+  $("#who").hidden = false;
+  $("#nav").hidden = false;
+  for (const b of document.querySelectorAll("#nav button, form[data-roles]")) b.hidden = !allowed(b);
+  const first = [...document.querySelectorAll("#nav button")].find((b) => !b.hidden);
+  if (["reviewer", "authorising-officer"].includes(user.role)) connectEvents();
+  show(first.dataset.view);
+  say(`Logged in as ${user.name}.`);
+}
+
+$("#login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  try {
+    const answer = await postJson("/api/auth/login", { name: form.get("name"), password: form.get("password") });
+    event.target.reset();
+    await loggedIn(answer.user);
+  } catch (error) {
+    say(`Log in refused: ${error.message}`, true);
+  }
+});
+
+$("#logout").addEventListener("click", async () => {
+  try { await api("/api/auth/logout", { method: "POST" }); } finally { showLogin("Logged out."); }
+});
+
+// --- screens --------------------------------------------------------------------------------
+
+function show(view) {
+  const button = document.querySelector(`#nav button[data-view="${view}"]`);
+  if (!button || button.hidden) return;
+  state.view = view;
+  for (const s of document.querySelectorAll("main > section")) s.hidden = s.id !== `view-${view}`;
+  for (const b of document.querySelectorAll("#nav button")) {
+    if (b === button) b.setAttribute("aria-current", "page"); else b.removeAttribute("aria-current");
+  }
+  clearInterval(state.timer);
+  const load = { alerts: loadQueue, deployments: loadBoard, watchlists: loadWatchlists, audit: loadAudit, users: loadUsers }[view];
+  load();
+  if (view === "deployments") state.timer = setInterval(loadBoard, 2000);
+}
+
+for (const b of document.querySelectorAll("#nav button")) b.addEventListener("click", () => show(b.dataset.view));
+
+// --- alert queue ----------------------------------------------------------------------------
+
+function connectEvents() {
+  if (state.source) state.source.close();
+  const source = new EventSource("/api/events");
+  state.source = source;
+  source.onopen = () => { $("#live").textContent = "live"; $("#live").classList.add("on"); };
+  source.onerror = () => { $("#live").textContent = "reconnecting"; $("#live").classList.remove("on"); };
+  source.addEventListener("alert", (event) => {
+    const data = JSON.parse(event.data);
+    if (data.kind === "new") say(`New alert: ${data.subject} on ${data.camera} (${data.deployment}).`);
+    if (state.view === "alerts") loadQueue(data.alert_id);
+  });
+  source.addEventListener("deployment", () => { if (state.view === "deployments") loadBoard(); });
+}
+
+async function loadQueue(fresh) {
+  try {
+    state.queue = await api("/api/alerts?state=pending&limit=200");
+  } catch (error) { say(error.message, true); return; }
+  const list = $("#queue");
+  list.replaceChildren();
+  for (const alert of state.queue) {
+    const item = el("li");
+    const button = el("button", `${alert.subject_name} · ${alert.score.toFixed(2)} · ${alert.camera} · ${time(alert.raised_at)}`,
+      { type: "button", "data-alert": alert.id });
+    if (alert.id === fresh) button.classList.add("new");
+    if (state.current && alert.id === state.current.id) button.setAttribute("aria-current", "true");
+    button.addEventListener("click", () => openAlert(alert.id));
+    item.append(button);
+    list.append(item);
+  }
+  $("#queue-empty").hidden = state.queue.length > 0;
+  const keep = state.current && (state.queue.some((a) => a.id === state.current.id) || state.current.adjudication);
+  if (!keep) {
+    // take the focus only when nothing else has it: never snatch it from a reviewer at work
+    const idle = !document.activeElement || document.activeElement === document.body;
+    if (state.queue.length) openAlert(state.queue[0].id, idle); else $("#alert").hidden = true;
+  }
+}
+
+function time(iso) {
+  return iso ? new Date(iso.endsWith("Z") || iso.includes("+") ? iso : `${iso}Z`).toLocaleTimeString() : "";
+}
+
+async function openAlert(id, focus = true) {
+  let alert;
+  try { alert = await api(`/api/alerts/${encodeURIComponent(id)}`); } catch (error) { say(error.message, true); return; }
+  state.current = alert;
+  $("#alert").hidden = false;
+  $("#alert-title").textContent = `Possible match: ${alert.subject_name}`;
+  $("#probe").src = `/api/alerts/${alert.id}/images/probe`;
+  $("#reference").src = `/api/alerts/${alert.id}/images/reference`;
+  const facts = $("#facts");
+  facts.replaceChildren();
+  const entries = [["Score", alert.score.toFixed(2)], ["Similarity", alert.similarity.toFixed(3)],
+    ["Camera", alert.camera], ["Deployment", `${alert.deployment} (#${alert.deployment_id})`],
+    ["Raised", time(alert.raised_at)], ["Video time", `${alert.time_s.toFixed(1)} s`]];
+  for (const [k, v] of entries) { facts.append(el("dt", k), el("dd", v)); }
+  for (const b of document.querySelectorAll("#queue button")) {
+    if (b.dataset.alert === id) b.setAttribute("aria-current", "true"); else b.removeAttribute("aria-current");
+  }
+  const decided = alert.adjudication;
+  $("#decision").disabled = Boolean(decided);
+  $("#outcome").hidden = !decided;
+  if (decided) say(`Decided: ${decided.decision}${decided.outcome ? `, outcome ${decided.outcome}` : ""}.`);
+  if (focus) (decided ? $("#outcome button") : $("#decision button")).focus();
+}
+
+async function decide(decision) {
+  const alert = state.current;
+  if (!alert || alert.adjudication) return;
+  const suppress = decision === "no-match" && $("#suppress").checked;
+  try {
+    state.current = await postJson(`/api/alerts/${alert.id}/adjudication`, { decision, suppress });
+  } catch (error) { say(`Not recorded: ${error.message}`, true); return; }
+  $("#suppress").checked = false;
+  $("#decision").disabled = true;
+  $("#outcome").hidden = false;
+  $("#outcome button").focus();
+  say(`Decision recorded: ${decision}. Now the outcome.`);
+}
+
+async function record(outcome) {
+  const alert = state.current;
+  if (!alert || !alert.adjudication) return;
+  try {
+    state.current = await postJson(`/api/alerts/${alert.id}/outcome`, { outcome });
+  } catch (error) { say(`Not recorded: ${error.message}`, true); return; }
+  say(`Outcome recorded: ${outcome}.`);
+  state.current = null;
+  await loadQueue();
+  const next = $("#queue button");
+  if (next) next.focus();
+}
+
+for (const b of document.querySelectorAll("[data-decision]")) b.addEventListener("click", () => decide(b.dataset.decision));
+for (const b of document.querySelectorAll("[data-outcome]")) b.addEventListener("click", () => record(b.dataset.outcome));
+
+document.addEventListener("keydown", (event) => {
+  if (!state.user) return;
+  if (event.altKey) {
+    const view = { a: "alerts", d: "deployments", w: "watchlists" }[event.key.toLowerCase()];
+    if (view) { event.preventDefault(); show(view); }
+    return;
+  }
+  if (state.view !== "alerts" || event.ctrlKey || event.metaKey) return;
+  if (["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName) && document.activeElement.type !== "checkbox") return;
+  const key = event.key.toLowerCase();
+  const decisions = { m: "match", n: "no-match", c: "cannot-tell" };
+  const outcomes = { 1: "engaged", 2: "arrested", 3: "no-action", 4: "not-located" };
+  if (decisions[key]) { event.preventDefault(); decide(decisions[key]); }
+  else if (outcomes[key]) { event.preventDefault(); record(outcomes[key]); }
+  else if (key === "j" || key === "k") {
+    const ids = state.queue.map((a) => a.id);
+    const at = state.current ? ids.indexOf(state.current.id) : -1;
+    const next = ids[Math.min(ids.length - 1, Math.max(0, at + (key === "j" ? 1 : -1)))];
+    if (next) openAlert(next);
+  }
+});
+
+// --- deployment board -----------------------------------------------------------------------
+
+function left(seconds) {
+  if (seconds === null || seconds === undefined) return "";
+  const m = Math.floor(seconds / 60);
+  return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} min`;
+}
+
+async function loadBoard() {
+  let deployments;
+  try { deployments = await api("/api/deployments"); } catch (error) { say(error.message, true); return; }
+  const body = $("#board");
+  body.replaceChildren();
+  for (const d of deployments) {
+    const actions = el("span");
+    if (state.user.role === "authorising-officer") {
+      if (d.status === "planned") actions.append(action("Start", () => postJson(`/api/deployments/${d.id}/start`, {})));
+      if (d.status === "running") actions.append(action("Stop", () => postJson(`/api/deployments/${d.id}/stop`, {})));
+    }
+    const status = d.status + (d.end_reason ? ` (${d.end_reason})` : "");
+    body.append(row([d.id, d.name, d.location, d.watchlist_name, status, left(d.seconds_left),
+      d.faces_processed, d.alerts, d.adjudicated, actions]));
+  }
+}
+
+function action(label, run) {
+  const button = el("button", label, { type: "button" });
+  button.addEventListener("click", async () => {
+    try { await run(); say(`${label}: done.`); } catch (error) { say(`${label}: ${error.message}`, true); }
+    loadBoard();
+  });
+  return button;
+}
+
+// --- watchlists -----------------------------------------------------------------------------
+
+async function loadWatchlists() {
+  let lists;
+  try { lists = await api("/api/watchlists"); } catch (error) { say(error.message, true); return; }
+  const ul = $("#watchlists");
+  ul.replaceChildren();
+  for (const w of lists) {
+    const button = el("button", `${w.name} (${w.subjects} subjects)`, { type: "button" });
+    button.addEventListener("click", () => openWatchlist(w.name));
+    const li = el("li");
+    li.append(button);
+    ul.append(li);
+  }
+}
+
+async function openWatchlist(name) {
+  let w;
+  try { w = await api(`/api/watchlists/${encodeURIComponent(name)}`); } catch (error) { say(error.message, true); return; }
+  state.watchlist = name;
+  $("#watchlist").hidden = false;
+  $("#watchlist-title").textContent = w.description ? `${w.name}: ${w.description}` : w.name;
+  const body = $("#subjects");
+  body.replaceChildren();
+  for (const s of w.subject_list) {
+    body.append(row([s.name, s.category, s.reason, s.added_by, s.expires_on || "", s.images.length]));
+  }
+}
+
+$("#watchlist-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  try {
+    await postJson("/api/watchlists", { name: form.get("name"), description: form.get("description") });
+    event.target.reset();
+    say("Watchlist created.");
+    loadWatchlists();
+  } catch (error) { say(`Not created: ${error.message}`, true); }
+});
+
+$("#subject-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const list = encodeURIComponent(state.watchlist);
+  const subject = { name: form.get("name"), category: form.get("category"), reason: form.get("reason"),
+    image_source: form.get("image_source"), expires_on: form.get("expires_on") || null };
+  try {
+    await postJson(`/api/watchlists/${list}/subjects`, subject);
+    const upload = new FormData();
+    upload.append("file", form.get("file"));
+    try {
+      await api(`/api/watchlists/${list}/subjects/${encodeURIComponent(subject.name)}/images`, { method: "POST", body: upload });
+    } catch (error) {
+      // no usable photo: take the subject back off rather than leave an entry without an image
+      await api(`/api/watchlists/${list}/subjects/${encodeURIComponent(subject.name)}`, { method: "DELETE" });
+      throw error;
+    }
+    event.target.reset();
+    say(`Enrolled ${subject.name}.`);
+    openWatchlist(state.watchlist);
+  } catch (error) { say(`Not enrolled: ${error.message}`, true); }
+});
+
+// --- audit and users ------------------------------------------------------------------------
+
+async function loadAudit() {
+  let entries;
+  try { entries = await api("/api/audit?limit=1000"); } catch (error) { say(error.message, true); return; }
+  const body = $("#audit");
+  body.replaceChildren();
+  for (const e of entries.reverse()) body.append(row([e.id, e.at, e.actor, e.action, e.object, e.purpose]));
+}
+
+$("#verify").addEventListener("click", async () => {
+  try {
+    const v = await api("/api/audit/verify");
+    say(v.ok ? `Audit chain intact: ${v.entries} entries.` : `Audit chain BROKEN at entry ${v.first_bad_id}: ${v.problem}`, !v.ok);
+  } catch (error) { say(error.message, true); }
+});
+
+async function loadUsers() {
+  let users;
+  try { users = await api("/api/users"); } catch (error) { say(error.message, true); return; }
+  const body = $("#users");
+  body.replaceChildren();
+  for (const u of users) body.append(row([u.name, u.role, u.active ? "yes" : "no"]));
+}
+
+$("#user-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  try {
+    await postJson("/api/users", { name: form.get("name"), role: form.get("role"), password: form.get("password") });
+    event.target.reset();
+    say("User added.");
+    loadUsers();
+  } catch (error) { say(`Not added: ${error.message}`, true); }
+});
+
+// --- start ----------------------------------------------------------------------------------
+
+(async () => {
+  try {
+    const response = await fetch("/api/auth/me", { credentials: "same-origin" });
+    if (response.ok) { await loggedIn(await response.json()); return; }
+  } catch (_) { /* offline: the login form says the rest */ }
+  showLogin();
+})();

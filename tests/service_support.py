@@ -1,0 +1,179 @@
+"""Helpers for the service tests: a store with one user per role, alerts inserted directly."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from PIL import Image
+from sqlalchemy.orm import Session, sessionmaker
+
+from openlfr.api.auth import create_user
+from openlfr.api.roles import Role
+from openlfr.live.deployment import create_deployment
+from openlfr.store.db import open_store
+from openlfr.store.models import Alert, Watchlist
+
+PASSWORD = "correct horse battery"
+
+
+def user_name(role: Role | str) -> str:
+    return str(role).replace("-", "_")
+
+
+def add_users(store: sessionmaker[Session]) -> None:
+    with store() as session:
+        for role in Role:
+            create_user(session, user_name(role), role, PASSWORD)
+        session.commit()
+
+
+def jpeg(rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+@dataclass
+class Scene:
+    deployment_id: int
+    camera_id: int
+    alert_ids: list[str] = field(default_factory=list)
+
+
+def plan_deployment(
+    store: sessionmaker[Session], *, suppress: bool = False, watchlist: str = "demo"
+) -> Scene:
+    """A planned deployment on an (empty if new) watchlist ``watchlist``, one camera."""
+    with store() as session:
+        if session.query(Watchlist).filter_by(name=watchlist).first() is None:
+            session.add(Watchlist(name=watchlist, description=""))
+            session.flush()
+        now = datetime.now(UTC)
+        d = create_deployment(
+            session,
+            name="Test op",
+            location="Test square",
+            reason="test",
+            watchlist=watchlist,
+            starts_at=now,
+            ends_at=now + timedelta(hours=2),
+            cameras={"north": "/dev/null"},
+            created_by="officer",
+        )
+        d.suppress_no_match = suppress
+        session.commit()
+        return Scene(d.id, d.cameras[0].id)
+
+
+def insert_alert(
+    store: sessionmaker[Session],
+    scene: Scene,
+    probe: np.ndarray,
+    reference: np.ndarray,
+    subject: str = "alice",
+    score: float = 5.2,
+) -> str:
+    """An alert row as ``run_deployment`` writes it."""
+    alert_id = uuid.uuid4().hex
+    with store() as session:
+        session.add(
+            Alert(
+                id=alert_id,
+                deployment_id=scene.deployment_id,
+                camera_id=scene.camera_id,
+                track=7,
+                frame=120,
+                time_s=4.8,
+                subject_id=1,
+                subject_name=subject,
+                score=score,
+                similarity=0.95,
+                box=[10, 10, 90, 90],
+                latency_s=0.3,
+                probe_image=jpeg(probe),
+                reference_image=jpeg(reference),
+            )
+        )
+        session.commit()
+    scene.alert_ids.append(alert_id)
+    return alert_id
+
+
+def service_store(url: str) -> sessionmaker[Session]:
+    store = open_store(url)
+    add_users(store)
+    return store
+
+
+class LiveServer:
+    """The app under uvicorn in a thread on a free loopback port (for SSE and the browser)."""
+
+    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
+        import socket
+
+        import uvicorn
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+
+    def __enter__(self) -> LiveServer:
+        import threading
+        import time
+
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
+def token_for(store: sessionmaker[Session], role: Role) -> str:
+    """A session token without the password round trip (argon2 is slow on purpose)."""
+    from sqlalchemy import select
+
+    from openlfr.api.auth import open_session
+    from openlfr.store.models import User
+
+    with store() as session:
+        user = session.scalar(select(User).where(User.name == user_name(role)))
+        token, _ = open_session(session, user)
+        session.commit()
+    return token
+
+
+def read_events(url: str, token: str, wanted: int, timeout_s: float, out: list) -> None:  # type: ignore[type-arg]
+    """Collect ``wanted`` SSE events (as dicts) into ``out`` within ``timeout_s``."""
+    import json
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    headers = {"Authorization": f"Bearer {token}"}
+    with (
+        httpx.Client(timeout=timeout_s) as client,
+        client.stream("GET", f"{url}/api/events", headers=headers) as response,
+    ):
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                out.append(json.loads(line[6:]))
+                if len(out) >= wanted:
+                    return
+            if time.monotonic() > deadline:
+                return

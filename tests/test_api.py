@@ -1,0 +1,302 @@
+"""The operator service through its HTTP API: log in, watchlists and enrolment by upload,
+deployments, alerts and their images, adjudication and outcome, audit, bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from service_support import PASSWORD, insert_alert, plan_deployment, service_store, user_name
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from openlfr.api import create_app
+from openlfr.api.roles import Role
+from openlfr.governance.audit import verify_chain
+from openlfr.store.models import Adjudication, AuditEntry, ReferenceImage, Subject
+
+
+@pytest.fixture
+def store(database_url: str) -> sessionmaker[Session]:
+    return service_store(database_url)
+
+
+@pytest.fixture
+def client(store: sessionmaker[Session]) -> Iterator[TestClient]:
+    with TestClient(create_app(store, poll_alerts=False)) as client:
+        yield client
+
+
+def login(client: TestClient, role: Role) -> dict[str, str]:
+    response = client.post("/api/auth/login", json={"name": user_name(role), "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    client.cookies.clear()  # each test call says who it is, by header
+    return {"Authorization": f"Bearer {response.json()['token']}"}
+
+
+def test_login_refuses_wrong_password_and_audits_both(client, store) -> None:
+    bad = client.post("/api/auth/login", json={"name": "reviewer", "password": "nope"})
+    assert bad.status_code == 401
+    headers = login(client, Role.REVIEWER)
+    me = client.get("/api/auth/me", headers=headers)
+    assert me.json()["role"] == "reviewer"
+    with store() as session:
+        actions = [e.action for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+    assert actions == ["login-refused", "login"]
+
+
+def test_logout_and_expiry_end_the_session(client, store, monkeypatch) -> None:
+    headers = login(client, Role.REVIEWER)
+    assert client.post("/api/auth/logout", headers=headers).status_code == 204
+    after = client.get("/api/auth/me", headers=headers)
+    assert after.status_code == 401 and "log in again" in after.json()["detail"]
+    monkeypatch.setenv("OPENLFR_SESSION_TTL_S", "-1")  # issued already expired
+    headers = login(client, Role.REVIEWER)
+    expired = client.get("/api/auth/me", headers=headers)
+    assert expired.status_code == 401 and "expired" in expired.json()["detail"]
+
+
+def test_admin_manages_users_and_a_disabled_user_is_locked_out(client) -> None:
+    admin = login(client, Role.ADMIN)
+    made = client.post(
+        "/api/users", headers=admin, json={"name": "rev2", "role": "reviewer", "password": "x" * 12}
+    )
+    assert made.status_code == 201
+    token = client.post("/api/auth/login", json={"name": "rev2", "password": "x" * 12}).json()
+    rev2 = {"Authorization": f"Bearer {token['token']}"}
+    assert client.get("/api/auth/me", headers=rev2).status_code == 200
+    assert (
+        client.patch(
+            f"/api/users/{made.json()['id']}", headers=admin, json={"active": False}
+        ).status_code
+        == 200
+    )
+    assert client.get("/api/auth/me", headers=rev2).status_code == 401
+    short = client.post(
+        "/api/users", headers=admin, json={"name": "r3", "role": "reviewer", "password": "short"}
+    )
+    assert short.status_code == 422
+
+
+@pytest.mark.slow
+def test_enrol_by_upload_and_view_is_audited(client, store, astronaut) -> None:
+    from service_support import jpeg
+
+    face = astronaut[:300, 80:380].copy()  # the portrait alone (the patch is a second "face")
+    manager = login(client, Role.WATCHLIST_MANAGER)
+    assert client.post("/api/watchlists", headers=manager, json={"name": "demo"}).status_code == 201
+    subject = {"name": "eileen", "category": "missing-at-risk", "reason": "test enrolment"}
+    made = client.post("/api/watchlists/demo/subjects", headers=manager, json=subject)
+    assert made.status_code == 201, made.text
+    upload = client.post(
+        "/api/watchlists/demo/subjects/eileen/images",
+        headers=manager,
+        files={"file": ("../../etc/eileen.jpg", jpeg(face), "image/jpeg")},
+    )
+    assert upload.status_code == 201, upload.text
+    assert upload.json()["filename"] == "eileen.jpg"  # the path part is dropped
+    image_id = upload.json()["id"]
+    again = client.post(
+        "/api/watchlists/demo/subjects/eileen/images",
+        headers=manager,
+        files={"file": ("e.jpg", jpeg(face), "image/jpeg")},
+    )
+    assert again.status_code == 409
+    shown = client.get("/api/watchlists/demo", headers=manager).json()
+    assert shown["subjects"] == 1 and len(shown["subject_list"][0]["images"]) == 1
+    view = client.get(f"/api/watchlists/demo/subjects/eileen/images/{image_id}", headers=manager)
+    assert view.status_code == 200 and view.headers["content-type"] == "image/jpeg"
+    with store() as session:
+        actions = [e.action for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+        assert verify_chain(session).ok
+    assert actions.count("enrol") == 2 and "view" in actions
+
+
+def test_upload_refuses_non_images_faceless_images_and_oversized_files(
+    client, store, monkeypatch
+) -> None:
+    manager = login(client, Role.WATCHLIST_MANAGER)
+    client.post("/api/watchlists", headers=manager, json={"name": "demo"})
+    subject = {"name": "bob", "category": "missing-at-risk", "reason": "test"}
+    client.post("/api/watchlists/demo/subjects", headers=manager, json=subject)
+    url = "/api/watchlists/demo/subjects/bob/images"
+    text = client.post(
+        url, headers=manager, files={"file": ("a.jpg", b"not an image", "image/jpeg")}
+    )
+    assert text.status_code == 422 and "not a readable image" in text.json()["detail"]
+    from service_support import jpeg
+
+    blank = jpeg(np.full((64, 64, 3), 128, np.uint8))
+    faceless = client.post(url, headers=manager, files={"file": ("b.jpg", blank, "image/jpeg")})
+    assert faceless.status_code == 422 and "0 faces" in faceless.json()["detail"]
+    monkeypatch.setenv("OPENLFR_MAX_UPLOAD_BYTES", "1000")
+    big = client.post(url, headers=manager, files={"file": ("c.jpg", b"x" * 5000, "image/jpeg")})
+    assert big.status_code == 413
+    with store() as session:
+        assert session.scalar(select(ReferenceImage)) is None  # nothing half-written
+
+
+def test_bad_names_json_and_ids_get_clear_4xx(client, store) -> None:
+    manager = login(client, Role.WATCHLIST_MANAGER)
+    for name in ("../etc", "/abs", "a/b", ".hidden", "a\\b", ""):
+        r = client.post("/api/watchlists", headers=manager, json={"name": name})
+        assert r.status_code == 422, name
+    broken = client.post(
+        "/api/watchlists",
+        headers={**manager, "Content-Type": "application/json"},
+        content=b'{"name": ',
+    )
+    assert broken.status_code == 422 and "invalid request" in broken.json()["detail"]
+    assert client.get("/api/watchlists/nope", headers=manager).status_code == 404
+    reviewer = login(client, Role.REVIEWER)
+    missing = client.get("/api/alerts/0123", headers=reviewer)
+    assert missing.status_code == 404 and "no alert" in missing.json()["detail"]
+    wrong_type = client.get("/api/deployments/abc", headers=reviewer)
+    assert wrong_type.status_code == 422
+    nul = client.get("/api/alerts", params={"subject": "a\x00b"}, headers=reviewer)
+    assert nul.status_code == 422  # found by schemathesis: PostgreSQL text cannot hold NUL
+    huge = client.get(f"/api/deployments/{2**64}", headers=reviewer)  # found by schemathesis
+    assert huge.status_code == 422 and "less than or equal" in huge.json()["detail"]
+    bad_subject = client.post(
+        "/api/watchlists/nope/subjects",
+        headers=manager,
+        json={"name": "x", "category": "missing-at-risk", "reason": "r"},
+    )
+    assert bad_subject.status_code == 404
+    with store() as session:
+        assert session.scalar(select(Subject)) is None
+
+
+def test_deployment_planned_and_refused_start_says_why(client, store) -> None:
+    manager = login(client, Role.WATCHLIST_MANAGER)
+    client.post("/api/watchlists", headers=manager, json={"name": "empty"})
+    officer = login(client, Role.AUTHORISING_OFFICER)
+    body = {
+        "name": "Op",
+        "location": "Square",
+        "reason": "why here, why now",
+        "watchlist": "empty",
+        "ends_at": "2099-01-01T00:00:00Z",
+        "cameras": [{"name": "north", "source": "/dev/null"}],
+    }
+    made = client.post("/api/deployments", headers=officer, json=body)
+    assert made.status_code == 201, made.text
+    assert made.json()["created_by"] == user_name(Role.AUTHORISING_OFFICER)
+    started = client.post(f"/api/deployments/{made.json()['id']}/start", headers=officer)
+    assert started.status_code == 409 and "no current subject" in started.json()["detail"]
+    past = client.post(
+        "/api/deployments", headers=officer, json={**body, "ends_at": "2000-01-01T00:00:00Z"}
+    )
+    assert past.status_code == 422 and "must end after" in past.json()["detail"]
+    board = client.get("/api/deployments", headers=login(client, Role.REVIEWER)).json()
+    assert board[0]["status"] == "planned" and board[0]["alerts"] == 0
+
+
+def test_alert_images_decision_and_outcome(client, store, astronaut) -> None:
+    scene = plan_deployment(store)
+    alert_id = insert_alert(store, scene, astronaut[:200, :200], astronaut[100:300, 100:300])
+    reviewer = login(client, Role.REVIEWER)
+    queue = client.get("/api/alerts", params={"state": "pending"}, headers=reviewer).json()
+    assert [a["id"] for a in queue] == [alert_id]
+    assert queue[0]["camera"] == "north" and queue[0]["deployment"] == "Test op"
+    for which in ("probe", "reference"):
+        image = client.get(f"/api/alerts/{alert_id}/images/{which}", headers=reviewer)
+        assert image.status_code == 200 and image.content[:2] == b"\xff\xd8"
+    early = client.post(
+        f"/api/alerts/{alert_id}/outcome", headers=reviewer, json={"outcome": "arrested"}
+    )
+    assert early.status_code == 409
+    decided = client.post(
+        f"/api/alerts/{alert_id}/adjudication", headers=reviewer, json={"decision": "match"}
+    )
+    assert decided.status_code == 201 and decided.json()["adjudication"]["decision"] == "match"
+    twice = client.post(
+        f"/api/alerts/{alert_id}/adjudication", headers=reviewer, json={"decision": "no-match"}
+    )
+    assert twice.status_code == 409
+    bad = client.post(f"/api/alerts/{alert_id}/outcome", headers=reviewer, json={"outcome": "shot"})
+    assert bad.status_code == 422
+    done = client.post(
+        f"/api/alerts/{alert_id}/outcome", headers=reviewer, json={"outcome": "engaged"}
+    )
+    assert done.json()["adjudication"]["outcome"] == "engaged"
+    assert client.get("/api/alerts", params={"state": "pending"}, headers=reviewer).json() == []
+    with store() as session:
+        adj = session.scalar(select(Adjudication))
+        assert (adj.decision, adj.outcome, adj.reviewer) == ("match", "engaged", "reviewer")
+        actions = [e.action for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+    assert actions[-4:] == ["view", "view", "adjudicate", "outcome"]
+
+
+def test_auditor_browses_exports_and_verifies(client, store) -> None:
+    auditor = login(client, Role.AUDITOR)
+    entries = client.get("/api/audit", headers=auditor).json()
+    assert [e["action"] for e in entries] == ["login"]
+    as_csv = client.get("/api/audit/export", params={"format": "csv"}, headers=auditor)
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    assert as_csv.text.splitlines()[0] == "id,at,actor,action,object,purpose,prev_hash,hash"
+    as_json = client.get("/api/audit/export", params={"format": "json"}, headers=auditor).json()
+    assert [e["action"] for e in as_json] == ["login", "export", "export"]
+    assert client.get("/api/audit/verify", headers=auditor).json()["ok"] is True
+    with store() as session:  # someone edits history
+        entry = session.scalars(select(AuditEntry).order_by(AuditEntry.id)).first()
+        entry.actor = "somebody-else"
+        session.commit()
+    verdict = client.get("/api/audit/verify", headers=auditor).json()
+    assert verdict["ok"] is False and verdict["first_bad_id"] == entry.id
+
+
+def test_openapi_is_published(client) -> None:
+    spec = client.get("/openapi.json").json()
+    assert "/api/alerts/{alert_id}/adjudication" in spec["paths"]
+    assert json.dumps(spec)  # serialisable as published
+    assert client.get("/").status_code == 200
+
+
+def test_body_limit_refuses_oversized_json(client, monkeypatch) -> None:
+    manager = login(client, Role.WATCHLIST_MANAGER)
+    monkeypatch.setenv("OPENLFR_MAX_UPLOAD_BYTES", "10")
+    huge = {"name": "x", "description": "d" * 200_000}
+    response = client.post("/api/watchlists", headers=manager, json=huge)
+    assert response.status_code == 413 and "limit" in response.json()["detail"]
+    assert io  # keep import for upload helpers
+
+
+def test_no_match_suppression_is_opt_in_and_audited(client, store, astronaut) -> None:
+    from openlfr.store.models import Suppression
+
+    reviewer = login(client, Role.REVIEWER)
+    plain = plan_deployment(store)
+    first = insert_alert(store, plain, astronaut[:100, :100], astronaut[:100, :100])
+    refused = client.post(
+        f"/api/alerts/{first}/adjudication",
+        headers=reviewer,
+        json={"decision": "no-match", "suppress": True},
+    )
+    assert refused.status_code == 422 and "does not allow" in refused.json()["detail"]
+    opted = plan_deployment(store, suppress=True)
+    second = insert_alert(store, opted, astronaut[:100, :100], astronaut[:100, :100])
+    wrong = client.post(
+        f"/api/alerts/{second}/adjudication",
+        headers=reviewer,
+        json={"decision": "match", "suppress": True},
+    )
+    assert wrong.status_code == 422
+    done = client.post(
+        f"/api/alerts/{second}/adjudication",
+        headers=reviewer,
+        json={"decision": "no-match", "suppress": True},
+    )
+    assert done.status_code == 201
+    with store() as session:
+        rows = session.scalars(select(Suppression)).all()
+        assert [(r.deployment_id, r.track, r.camera) for r in rows] == [
+            (opted.deployment_id, 7, "north")
+        ]
+        assert session.scalar(select(Adjudication).where(Adjudication.alert_id == first)) is None
+        actions = [e.action for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+    assert actions[-2:] == ["suppress", "adjudicate"]

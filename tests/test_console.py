@@ -1,0 +1,147 @@
+"""The console end to end in headless Debian chromium (Playwright): log in, an alert arrives
+live, the reviewer decides and records the outcome by keyboard, the store has it. Screenshots of
+the main screens go to docs/console/ when OPENLFR_UPDATE_SCREENSHOTS=1 (else a temp folder)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from service_support import (
+    PASSWORD,
+    LiveServer,
+    insert_alert,
+    jpeg,
+    plan_deployment,
+    service_store,
+    token_for,
+    user_name,
+)
+from sqlalchemy import select
+
+from openlfr.api import create_app
+from openlfr.api.roles import Role
+from openlfr.store.models import Adjudication, AuditEntry
+
+CHROMIUM = os.environ.get("OPENLFR_CHROMIUM", "/usr/bin/chromium")
+DOCS_SHOTS = Path(__file__).resolve().parent.parent / "docs" / "console"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"no chromium at {CHROMIUM} (apt-get install -y chromium)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield browser
+        browser.close()
+
+
+def _login(page, role: Role) -> None:  # type: ignore[no-untyped-def]
+    page.fill("input[name=name]", user_name(role))
+    page.fill("input[name=password]", PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#who:not([hidden])")
+
+
+def test_reviewer_adjudicates_a_live_alert_by_keyboard(
+    browser, database_url, astronaut, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    # the documentation's screenshots are refreshed on request, not by every test run
+    shots = DOCS_SHOTS if os.environ.get("OPENLFR_UPDATE_SCREENSHOTS") else tmp_path
+
+    store = service_store(database_url)
+    scene = plan_deployment(store)
+    face = astronaut[:300, 80:380].copy()
+    with LiveServer(create_app(store)) as server:
+        manager = {"Authorization": f"Bearer {token_for(store, Role.WATCHLIST_MANAGER)}"}
+        subject = {"name": "eileen", "category": "missing-at-risk", "reason": "test enrolment"}
+        httpx.post(f"{server.url}/api/watchlists/demo/subjects", headers=manager, json=subject)
+        httpx.post(
+            f"{server.url}/api/watchlists/demo/subjects/eileen/images",
+            headers=manager,
+            files={"file": ("eileen.jpg", jpeg(face), "image/jpeg")},
+            timeout=60,
+        )
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = context.new_page()
+        page.goto(server.url)
+        page.wait_for_selector("#login-form")
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / "login.png"))
+        _login(page, Role.REVIEWER)
+        page.wait_for_selector("#live.on")  # the event stream is connected
+        assert page.locator("#queue-empty").is_visible()
+
+        alert_id = insert_alert(store, scene, face, face[20:280, 30:270], subject="eileen")
+        # on screen within 1 s of being written (the timeout fails the test otherwise)
+        page.wait_for_selector(f'#queue button[data-alert="{alert_id}"]', timeout=1000)
+        page.wait_for_function("document.querySelector('#probe').naturalWidth > 0")
+        page.screenshot(path=str(shots / "alert-queue.png"), full_page=True)
+
+        assert page.evaluate("document.activeElement.dataset.decision") == "match"
+        page.keyboard.press("m")
+        page.wait_for_selector("#outcome:not([hidden])")
+        assert page.evaluate("document.activeElement.dataset.outcome") == "engaged"
+        page.screenshot(path=str(shots / "outcome.png"), full_page=True)
+        page.keyboard.press("2")
+        page.wait_for_selector("#status:has-text('Outcome recorded: arrested')")
+        page.wait_for_selector("#queue-empty:not([hidden])")
+
+        page.keyboard.press("Alt+d")
+        page.wait_for_selector("#board tr")
+        page.click("#logout")
+        page.wait_for_selector("#login-form:visible")
+
+        _login(page, Role.AUTHORISING_OFFICER)
+        page.click("#nav [data-view=deployments]")
+        page.wait_for_selector("#board tr td:has-text('Test op')")
+        page.screenshot(path=str(shots / "deployments.png"))
+        page.click("#nav [data-view=watchlists]")
+        page.click("#watchlists button")
+        page.wait_for_selector("#subjects td:has-text('eileen')")
+        page.screenshot(path=str(shots / "watchlists.png"))
+        context.close()
+    with store() as session:
+        adjudication = session.scalar(select(Adjudication))
+        assert (adjudication.alert_id, adjudication.decision, adjudication.outcome) == (
+            alert_id,
+            "match",
+            "arrested",
+        )
+        assert adjudication.reviewer == user_name(Role.REVIEWER)
+        views = session.scalars(select(AuditEntry).where(AuditEntry.action == "view")).all()
+        assert {v.object for v in views} >= {
+            f"alert:{alert_id}:probe",
+            f"alert:{alert_id}:reference",
+        }
+
+
+def test_wrong_password_is_refused_in_the_console(browser, database_url) -> None:  # type: ignore[no-untyped-def]
+    store = service_store(database_url)
+    with LiveServer(create_app(store, poll_alerts=False)) as server:
+        page = browser.new_page()
+        page.goto(server.url)
+        page.fill("input[name=name]", "reviewer")
+        page.fill("input[name=password]", "wrong password")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#status.error:has-text('Log in refused')")
+        assert page.locator("#nav").is_hidden()
+        page.close()
