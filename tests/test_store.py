@@ -117,7 +117,7 @@ def test_policy_file_changes_the_categories(openlfr_home: Path) -> None:
     with pytest.raises(PolicyError):
         policy.check_category("wanted-by-courts")
     (openlfr_home / "policy.toml").write_text("categories = 3\n")
-    with pytest.raises(PolicyError, match="list"):
+    with pytest.raises(PolicyError, match="categories"):
         load_policy()
 
 

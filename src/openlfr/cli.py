@@ -193,6 +193,21 @@ def watchlist_remove_subject(name: str, subject: str) -> None:
 # --- search -----------------------------------------------------------------------------------
 
 
+def _watchlist_index(name: str):  # type: ignore[no-untyped-def]
+    """The search index of a watchlist's current entries; expired ones are named and left out."""
+    from openlfr.matching import WatchlistIndex
+    from openlfr.store.watchlists import get_watchlist, load_templates
+
+    with _session() as session:
+        try:
+            templates = load_templates(session, get_watchlist(session, name))
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+    for subject in templates.expired:
+        err.print(f"[yellow]left out[/yellow] {subject}: watchlist entry expired")
+    return WatchlistIndex(templates.embeddings, templates.subject_ids, templates.subject_names)
+
+
 @app.command()
 def search(
     paths: Annotated[list[Path], typer.Argument(help="Images or folders (searched recursively).")],
@@ -206,18 +221,10 @@ def search(
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per image.")] = False,
 ) -> None:
     """Search every face in the images 1:N against a watchlist."""
-    from openlfr.matching import WatchlistIndex, default_threshold, is_alert
-    from openlfr.store.watchlists import get_watchlist, load_templates
+    from openlfr.matching import default_threshold, is_alert
     from openlfr.vision.batch import analyse_files, list_images
 
-    with _session() as session:
-        try:
-            templates = load_templates(session, get_watchlist(session, watchlist))
-        except OpenLFRError as exc:
-            raise _fail(exc) from exc
-    for name in templates.expired:
-        err.print(f"[yellow]left out[/yellow] {name}: watchlist entry expired")
-    index = WatchlistIndex(templates.embeddings, templates.subject_ids, templates.subject_names)
+    index = _watchlist_index(watchlist)
     if threshold is None:
         threshold = default_threshold(index.subject_count)
     table = Table("image", "box", "best candidate", "score", "alert")
@@ -281,6 +288,42 @@ def _embed_with_progress(paths: list[Path], label: str, no_cache: bool, upsample
         )
 
 
+def _thresholds(values: list[str] | None) -> list[float]:
+    """``--thresholds 3.5,3.9 --thresholds 4.2`` -> [3.5, 3.9, 4.2]."""
+    try:
+        return [float(v) for value in values or [] for v in value.split(",") if v.strip()]
+    except ValueError as exc:
+        raise _fail(OpenLFRError(f"--thresholds: {exc}")) from exc
+
+
+def _labels(paths: list[Path] | None, group_by: list[str] | None):  # type: ignore[no-untyped-def]
+    """The label files merged, and the attributes to group by (default: every group-like one)."""
+    from openlfr.evaluation.labels import Labels, read_labels
+
+    labels = Labels()
+    try:
+        for path in paths or []:
+            labels = labels.merge(read_labels(path))
+        attributes = list(group_by) if group_by else labels.default_groupings()
+        labels.check_columns(attributes)
+    except OpenLFRError as exc:
+        raise _fail(exc) from exc
+    return labels, attributes
+
+
+LabelsOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--labels",
+        help="Demographic labels: CSV (path + columns) or JSON list; paths relative to the file.",
+    ),
+]
+GroupByOption = Annotated[
+    list[str] | None,
+    typer.Option(help="Label column to report per group (default: every group-like column)."),
+]
+
+
 @app.command()
 def evaluate(
     folder: Annotated[
@@ -294,47 +337,77 @@ def evaluate(
         float | None,
         typer.Option(help="Threshold to report at (default: calibrated for the list's size)."),
     ] = None,
+    labels: LabelsOption = None,
+    group_by: GroupByOption = None,
+    thresholds: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Thresholds for per-group results, e.g. 3,3.5,3.9 (default: -threshold)."
+        ),
+    ] = None,
+    report_dir: Annotated[
+        Path | None,
+        typer.Option("--report", help="Write the equality-evidence report (HTML, PDF) here."),
+    ] = None,
     upsample: Annotated[int, typer.Option(help="Detector upsampling for small faces.")] = 1,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Do not use or fill the embedding cache.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
-    """Open-set 1:N accuracy: first image of each identity enrolled, its others searched."""
+    """Open-set 1:N accuracy: first image of each identity enrolled, its others searched.
+
+    With --labels: FPIR of each group's strangers and FNIR of each group's watchlisted people,
+    with 95% intervals, worst/best ratio and a significance scan (docs/fairness.md)."""
     from openlfr.evaluation.datasets import identity_folders
-    from openlfr.evaluation.openset import report, search_outcomes
+    from openlfr.evaluation.openset import protocol, report, search_outcomes
     from openlfr.matching import default_threshold
     from openlfr.vision.batch import list_images
 
+    label_set, attributes = _labels(labels, group_by)
     people = identity_folders(folder)
     stranger_paths = list_images(strangers or [])
     paths = [p for images in people.values() for p in images] + stranger_paths
     faces = _embed_with_progress(paths, "embedding", no_cache, upsample)
-    enrolled, mated, nonmated = {}, [], []
-    for name, images in people.items():
-        if len(images) == 1:
-            nonmated.append(faces[images[0]])
-            continue
-        found = [p for p in images if faces[p] is not None]
-        if not found:
-            mated.extend((name, None) for _ in images[1:])
-            continue
-        enrolled[name] = faces[found[0]]
-        mated.extend((name, faces[p]) for p in images if p != found[0])
-    nonmated.extend(faces[p] for p in stranger_paths)
-    if not enrolled:
+    p = protocol(people, stranger_paths, faces)
+    if not p.enrolled:
         raise _fail(OpenLFRError(f"{folder}: no identity with two or more images to enrol"))
-    outcomes = search_outcomes(enrolled, [(n, f) for n, f in mated], nonmated)
+    outcomes = search_outcomes(p.enrolled, p.mated, p.nonmated)
+    default = default_threshold(len(p.enrolled))
     if threshold is None:
-        threshold = default_threshold(len(enrolled))
-    result = report(outcomes, len(enrolled), threshold)
+        threshold = default
+    result = report(outcomes, len(p.enrolled), threshold).as_dict()
+    if labels or report_dir:
+        from openlfr.evaluation.demographics import demographic_results, searches_from_protocol
+
+        searches = searches_from_protocol(p, outcomes, label_set, attributes)
+        chosen = _thresholds(thresholds) or [threshold]
+        result["demographics"] = demographic_results(searches, chosen, default_threshold=default)
+        if report_dir:
+            from openlfr.evaluation.report import write_report
+
+            inputs = {
+                "watchlist folder": str(folder),
+                "strangers": [str(s) for s in strangers or []],
+                "labels": [str(s) for s in labels or []],
+                "watchlist subjects": len(p.enrolled),
+                "mated searches": len(p.mated),
+                "non-mated searches": len(p.nonmated),
+            }
+            written = write_report(report_dir, searches, result, inputs)
+            err.print(f"report written: {', '.join(str(w) for w in written)}")
     if as_json:
-        print(json.dumps(result.as_dict(), indent=2))
+        print(json.dumps(result, indent=2))
         return
     table = Table("measure", "value", title=f"open-set evaluation of {folder}")
-    for key, value in result.as_dict().items():
-        table.add_row(key.replace("_", " "), json.dumps(value))
+    for key, value in result.items():
+        if key != "demographics":
+            table.add_row(key.replace("_", " "), json.dumps(value))
     Console().print(table)
+    if "demographics" in result:
+        from openlfr.evaluation.tables import print_demographics
+
+        print_demographics(Console(), result["demographics"])
 
 
 @app.command()
@@ -357,8 +430,20 @@ def calibrate(
     seed: int = 0,
     upsample: Annotated[int, typer.Option(help="Detector upsampling for small faces.")] = 1,
     output: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
+    labels: LabelsOption = None,
+    group_by: GroupByOption = None,
+    print_threshold: Annotated[
+        bool,
+        typer.Option(
+            "--print-threshold", help="Print only the threshold (JSON still to --output)."
+        ),
+    ] = False,
 ) -> None:
-    """Choose the open-set threshold for a target FPIR on a watchlist of a given size."""
+    """Choose the open-set threshold for a target FPIR on a watchlist of a given size.
+
+    With --labels, also the demographic differential there: each group's FPIR among the
+    strangers (95% intervals), and the lowest threshold at which the groups' false-alert rates
+    no longer differ significantly (docs/fairness.md)."""
     from openlfr.evaluation.calibrate import calibrate as run_calibration
     from openlfr.evaluation.calibrate import people_from
     from openlfr.evaluation.datasets import identity_folders
@@ -372,16 +457,39 @@ def calibrate(
         {name: [faces[p] for p in images] for name, images in people.items()},
         [(str(p), faces[p]) for p in stranger_paths],
     )
+    label_set, attributes = _labels(labels, group_by)
     results = []
     for size in watchlist_size or [1000]:
+        record: list = []
         try:
             results.append(
                 run_calibration(
-                    pool, watchlist_size=size, target_fpir=target_fpir, rounds=rounds, seed=seed
+                    pool,
+                    watchlist_size=size,
+                    target_fpir=target_fpir,
+                    rounds=rounds,
+                    seed=seed,
+                    record=record,
                 ).as_dict()
             )
         except ValueError as exc:
             raise _fail(exc) from exc
+        if labels:
+            from openlfr.evaluation.demographics import calibration_searches, demographic_results
+
+            images = {**people, **{str(p): [p] for p in stranger_paths}}
+            searches = calibration_searches(record, images, label_set, attributes)
+            t = results[-1]["threshold"]
+            results[-1]["demographics"] = demographic_results(
+                searches, [t], default_threshold=t, seed=seed
+            )
+            from openlfr.evaluation.tables import print_demographics
+
+            print_demographics(err, results[-1]["demographics"])
+        err.print(
+            f"[bold]threshold {results[-1]['threshold']}[/bold] for FPIR <= {target_fpir:g} "
+            f"on a {size}-subject watchlist (use: --threshold {results[-1]['threshold']})"
+        )
     table = {str(r["watchlist_size"]): r["threshold"] for r in results}
     text = json.dumps(
         results[0] if len(results) == 1 else {"thresholds": table, "calibrations": results},
@@ -389,7 +497,10 @@ def calibrate(
     )
     if output:
         output.write_text(text + "\n")
-    print(text)
+    if print_threshold:
+        print("\n".join(str(r["threshold"]) for r in results))
+    else:
+        print(text)
 
 
 # --- live -------------------------------------------------------------------------------------
@@ -418,15 +529,9 @@ def replay(
     from openlfr.live.pipeline import LiveConfig, LivePipeline
     from openlfr.live.runner import run_camera
     from openlfr.live.sources import open_source
-    from openlfr.matching import WatchlistIndex, default_threshold
-    from openlfr.store.watchlists import get_watchlist, load_templates
+    from openlfr.matching import default_threshold
 
-    with _session() as session:
-        try:
-            templates = load_templates(session, get_watchlist(session, watchlist))
-        except OpenLFRError as exc:
-            raise _fail(exc) from exc
-    index = WatchlistIndex(templates.embeddings, templates.subject_ids, templates.subject_names)
+    index = _watchlist_index(watchlist)
     config = LiveConfig(
         threshold=default_threshold(index.subject_count) if threshold is None else threshold,
         working_width=working_width,

@@ -66,7 +66,11 @@ def calibrate(
     target_fpir: float = 0.001,
     rounds: int = 10,
     seed: int = 0,
+    record: list[tuple[list[str], list[str], SearchOutcomes]] | None = None,
 ) -> Calibration:
+    """Calibrate as the module's docstring says. ``record``, when given, receives each round's
+    mated and non-mated people (by name) with its outcomes: the demographic differential at
+    the chosen threshold is computed from them (``demographics.calibration_searches``)."""
     if watchlist_size >= len(people):
         raise ValueError(
             f"a watchlist of {watchlist_size} needs more than {watchlist_size} people; "
@@ -86,6 +90,8 @@ def calibrate(
             p.searches[rng.integers(len(p.searches))] if p.searches else p.enrolment for p in rest
         ]
         pooled.append(search_outcomes(enrolled, mated, nonmated))
+        if record is not None:
+            record.append(([name for name, _ in mated], [p.name for p in rest], pooled[-1]))
         pooled_raw.append(search_outcomes(enrolled, mated, nonmated, raw_similarity=True))
         gallery = np.stack([f.embedding for f in enrolled.values()])
         sims = np.stack([f.embedding for f in nonmated]) @ gallery.T

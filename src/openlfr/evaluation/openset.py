@@ -9,6 +9,7 @@ enrolled from its first image (sorted by name) in which a face is found; its oth
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -45,6 +46,42 @@ class OpenSetReport:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class Protocol:
+    """The searches of the protocol above, with who each search is of (identity folder name, or
+    the image path of a stranger) and each person's images (for their demographic labels)."""
+
+    enrolled: dict[str, Face]
+    mated: list[tuple[str, Face | None]]
+    nonmated: list[Face | None]
+    nonmated_people: list[str]
+    images: dict[str, list[Path]]
+
+
+def protocol(
+    people: dict[str, list[Path]], strangers: list[Path], faces: dict[Path, Face | None]
+) -> Protocol:
+    """Enrol, and list the mated and non-mated searches, as the module's docstring says."""
+    p = Protocol({}, [], [], [], {})
+    for name, images in people.items():
+        p.images[name] = images
+        if len(images) == 1:
+            p.nonmated.append(faces[images[0]])
+            p.nonmated_people.append(name)
+            continue
+        found = [i for i in images if faces[i] is not None]
+        if not found:
+            p.mated.extend((name, None) for _ in images[1:])
+            continue
+        p.enrolled[name] = faces[found[0]]
+        p.mated.extend((name, faces[i]) for i in images if i != found[0])
+    for path in strangers:
+        p.nonmated.append(faces[path])
+        p.nonmated_people.append(str(path))
+        p.images[str(path)] = [path]
+    return p
 
 
 def search_outcomes(

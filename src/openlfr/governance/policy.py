@@ -1,17 +1,27 @@
-"""The policy: which watchlist categories a force allows.
+"""The policy: the rules a force sets once and OpenLFR enforces everywhere.
 
-Defaults follow UK practice; a force overrides them in ``policy.toml`` in the data directory
-(or the file named by ``OPENLFR_POLICY``)::
+Defaults follow UK practice (College of Policing APP on LFR; South Wales Police and the Met);
+a force overrides them in ``policy.toml`` in the data directory, or the file named by
+``OPENLFR_POLICY``. Unknown keys are errors, so a typo cannot silently leave a default on::
 
+    [watchlist]
     categories = ["wanted-by-courts", "missing-at-risk"]
+    max_subjects_per_deployment = 2000
+
+    [deployment]
+    max_hours = 8
+
+    [retention]
+    alert_days = 31
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from openlfr.config import data_dir
 from openlfr.errors import PolicyError
@@ -23,11 +33,42 @@ DEFAULT_CATEGORIES = (
     "missing-at-risk",
     "risk-of-harm",
 )
+# Contested categories a force may switch on, and must do so in writing, in its policy file.
+OPTIONAL_CATEGORIES = ("associates", "witnesses", "victims")
 
 
-@dataclass(frozen=True)
-class Policy:
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WatchlistRules(_Section):
     categories: tuple[str, ...] = DEFAULT_CATEGORIES
+    max_subjects_per_deployment: int = Field(2000, gt=0)  # South Wales Police: at most 2,000
+    allow_under_18: bool = False
+
+
+class DeploymentRules(_Section):
+    max_hours: float = Field(12.0, gt=0)
+    authoriser_roles: tuple[str, ...] = ("authorising-officer",)
+    # The lowest alert threshold a deployment may use without a recorded override; None means
+    # the calibrated default for the watchlist's size (openlfr.matching.default_threshold).
+    min_threshold: float | None = None
+
+
+class RetentionRules(_Section):
+    alert_days: int = Field(31, ge=0)  # alerts and their images
+    false_alert_days: int = Field(1, ge=0)  # alerts adjudicated "no match"
+    audit_days: int = Field(6 * 365, ge=1)  # six years, as for other policing records
+
+
+class Policy(_Section):
+    watchlist: WatchlistRules = WatchlistRules()
+    deployment: DeploymentRules = DeploymentRules()
+    retention: RetentionRules = RetentionRules()
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        return self.watchlist.categories
 
     def check_category(self, category: str) -> None:
         if category not in self.categories:
@@ -50,7 +91,11 @@ def load_policy(path: Path | None = None) -> Policy:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise PolicyError(f"{path}: cannot read the policy file ({exc})") from exc
-    categories = data.get("categories", list(DEFAULT_CATEGORIES))
-    if not isinstance(categories, list) or not all(isinstance(c, str) and c for c in categories):
-        raise PolicyError(f"{path}: 'categories' must be a list of names")
-    return Policy(categories=tuple(categories))
+    # The first policy format was a bare category list; it still reads.
+    if "categories" in data:
+        data.setdefault("watchlist", {})["categories"] = data.pop("categories")
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise PolicyError(f"{path}: {problems}") from exc

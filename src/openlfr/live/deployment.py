@@ -27,7 +27,8 @@ import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from openlfr.errors import NotFoundError, OpenLFRError
+from openlfr.errors import NotFoundError, OpenLFRError, PolicyError
+from openlfr.governance.policy import Policy, load_policy
 from openlfr.live.pipeline import AlertEvent, CameraCounts, LiveConfig, LivePipeline
 from openlfr.live.runner import run_camera
 from openlfr.live.sources import open_source
@@ -70,8 +71,11 @@ def create_deployment(
     cameras: dict[str, str],
     created_by: str,
     threshold: float | None = None,
+    policy: Policy | None = None,
 ) -> Deployment:
-    """Record a planned deployment; refuses an empty reason, no camera, or a past end."""
+    """Record a planned deployment; refuses an empty reason, no camera, a past end, or a
+    length the policy does not allow."""
+    policy = policy or load_policy()
     get_watchlist(session, watchlist)  # must exist now; it is frozen at start
     starts_at, ends_at = as_utc(starts_at), as_utc(ends_at)
     if not reason.strip() or not location.strip():
@@ -82,6 +86,12 @@ def create_deployment(
         raise DeploymentError(f"the end time {ends_at:%Y-%m-%d %H:%M} UTC has already passed")
     if not cameras:
         raise DeploymentError("a deployment needs at least one camera")
+    hours = (ends_at - starts_at).total_seconds() / 3600
+    if hours > policy.deployment.max_hours:
+        raise PolicyError(
+            f"a deployment of {hours:.1f} h is longer than the policy's "
+            f"{policy.deployment.max_hours:g} h"
+        )
     deployment = Deployment(
         name=name,
         location=location,
@@ -110,8 +120,10 @@ def get_deployment(session: Session, deployment_id: int) -> Deployment:
     return deployment
 
 
-def freeze_snapshot(session: Session, deployment: Deployment) -> int:
-    """Copy the watchlist's current, unexpired templates and images for this deployment."""
+def freeze_snapshot(session: Session, deployment: Deployment, policy: Policy | None = None) -> int:
+    """Copy the watchlist's current, unexpired templates and images for this deployment;
+    refuses a list larger than the policy allows."""
+    policy = policy or load_policy()
     watchlist = get_watchlist(session, deployment.watchlist_name)
     today = utcnow().date()
     rows = session.execute(
@@ -137,6 +149,11 @@ def freeze_snapshot(session: Session, deployment: Deployment) -> int:
         )
     if not subjects:
         raise DeploymentError(f"watchlist {watchlist.name!r} has no current subject to search for")
+    if len(subjects) > policy.watchlist.max_subjects_per_deployment:
+        raise PolicyError(
+            f"watchlist {watchlist.name!r} has {len(subjects)} current subjects; the policy "
+            f"allows {policy.watchlist.max_subjects_per_deployment} per deployment"
+        )
     session.flush()
     return len(subjects)
 

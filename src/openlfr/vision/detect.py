@@ -2,18 +2,67 @@
 
 >>> boxes = detect_faces(rgb)                       # dlib HOG, no upsampling
 >>> boxes = detect_faces(rgb, model="mmod", upsample=1)
+
+The MMOD (CNN) detector has two backends that give the same boxes: ``onnx`` (dlib's network
+converted to ONNX and run by ONNX Runtime, several times faster, see ``openlfr.vision.onnx``)
+and ``dlib``. ``OPENLFR_DETECTOR_BACKEND`` picks one; unset, detection follows
+``OPENLFR_EMBEDDING_BACKEND`` (default ``onnx``), so ``OPENLFR_EMBEDDING_BACKEND=dlib`` still
+means "dlib throughout". HOG always runs in dlib.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
-from typing import Literal
+from functools import cache
+from typing import Any, Literal
 
 import numpy as np
 
 from openlfr.vision import models
+from openlfr.vision.embed import BACKENDS, Backend, requested_backend
 
 DetectorName = Literal["hog", "mmod"]
+
+log = logging.getLogger(__name__)
+
+
+def requested_detector_backend() -> Backend:
+    """``$OPENLFR_DETECTOR_BACKEND`` (``onnx`` or ``dlib``); when unset, the embedding
+    backend setting (``$OPENLFR_EMBEDDING_BACKEND``, ``onnx`` when unset)."""
+    value = os.environ.get("OPENLFR_DETECTOR_BACKEND", "").strip().lower()
+    if not value:
+        return requested_backend()
+    if value not in BACKENDS:
+        raise ValueError(
+            f"OPENLFR_DETECTOR_BACKEND={value!r} is not a backend: use 'onnx' or 'dlib'"
+        )
+    return value  # type: ignore[return-value]
+
+
+@cache
+def _onnx_runtime_available() -> bool:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        log.warning(
+            "ONNX Runtime is not available (%s): detecting faces with dlib's MMOD instead, "
+            "which is slower (pip install onnx onnxruntime)",
+            exc,
+        )
+        return False
+    return True
+
+
+def active_detector_backend() -> Backend:
+    """The backend MMOD detection uses now: the requested one, or dlib if ONNX Runtime
+    cannot be imported (warned about once)."""
+    backend = requested_detector_backend()
+    if backend == "onnx" and not _onnx_runtime_available():
+        return "dlib"
+    return backend
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,25 +88,42 @@ class Detection:
 
 
 def detect_faces(
-    rgb: np.ndarray, *, model: DetectorName = "hog", upsample: int = 0
+    rgb: np.ndarray,
+    *,
+    model: DetectorName = "hog",
+    upsample: int = 0,
+    backend: Backend | None = None,
 ) -> list[Detection]:
     """Detect faces; ``upsample`` doubles the image that many times to find smaller faces.
 
     HOG finds frontal faces of about 80 px and more (40 px with ``upsample=1``) quickly;
-    MMOD (dlib's CNN) also finds turned faces but is far slower on a CPU.
+    MMOD (dlib's CNN) also finds turned faces but is slower on a CPU. ``backend`` overrides
+    the MMOD backend setting (``active_detector_backend``); HOG ignores it.
     """
     height, width = rgb.shape[:2]
+    # dlib's rectangles: (left, top, right, bottom) inclusive, possibly outside the image.
+    found: list[tuple[int, int, int, int, float]]
     if model == "hog":
         rects, scores, _ = models.hog_detector().run(rgb, upsample, 0.0)
-        found = [(r, float(s)) for r, s in zip(rects, scores, strict=True)]
+        found = [_corners(r, s) for r, s in zip(rects, scores, strict=True)]
     elif model == "mmod":
-        found = [(d.rect, float(d.confidence)) for d in models.mmod_detector()(rgb, upsample)]
+        if (backend or active_detector_backend()) == "onnx":
+            from openlfr.vision.onnx.detector import onnx_mmod_detector
+
+            found = list(onnx_mmod_detector().detect(rgb, upsample))
+        else:
+            found = [_corners(d.rect, d.confidence) for d in models.mmod_detector()(rgb, upsample)]
     else:
         raise ValueError(f"unknown detector {model!r}: use 'hog' or 'mmod'")
     detections = []
-    for rect, score in found:
-        x1, y1 = max(rect.left(), 0), max(rect.top(), 0)
-        x2, y2 = min(rect.right() + 1, width), min(rect.bottom() + 1, height)
+    for left, top, right, bottom, score in found:
+        x1, y1 = max(left, 0), max(top, 0)
+        x2, y2 = min(right + 1, width), min(bottom + 1, height)
         if x2 > x1 and y2 > y1:
-            detections.append(Detection(x1, y1, x2, y2, score))
+            detections.append(Detection(x1, y1, x2, y2, float(score)))
     return sorted(detections, key=lambda d: -d.score)
+
+
+def _corners(rect: Any, score: float) -> tuple[int, int, int, int, float]:
+    """A ``dlib.rectangle`` and its score as plain numbers."""
+    return (rect.left(), rect.top(), rect.right(), rect.bottom(), float(score))

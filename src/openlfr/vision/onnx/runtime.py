@@ -25,6 +25,17 @@ def default_threads() -> int:
     return os.cpu_count() or 1
 
 
+def execution_providers() -> list[str]:
+    """CUDA first where ONNX Runtime has it (``pip install onnxruntime-gpu``, which replaces
+    ``onnxruntime``) unless ``OPENLFR_ONNX_DEVICE=cpu``; the CPU always as the fallback."""
+    import onnxruntime as ort
+
+    wanted = os.environ.get("OPENLFR_ONNX_DEVICE", "auto")
+    if wanted != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
 class OnnxEmbedder:
     """An ``onnxruntime.InferenceSession`` over the converted model (batch size dynamic)."""
 
@@ -39,7 +50,7 @@ class OnnxEmbedder:
         # processes, other programs), and a spinning thread that is descheduled stalls the
         # whole convolution. Measured on 2 busy cores it is also faster (docs/onnx.md).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(model, options, providers=execution_providers())
         self.input_name = self.session.get_inputs()[0].name
 
     def descriptors(self, chips: Sequence[np.ndarray]) -> np.ndarray:
