@@ -86,6 +86,14 @@ def watchlist_import(
     ],
     category: Annotated[str, typer.Option(help="Policy category, e.g. wanted-by-courts.")],
     reason: Annotated[str, typer.Option(help="Why these people are on the list.")],
+    legal_basis: Annotated[
+        str, typer.Option(help="The law the entries rest on, e.g. 'warrant 123 (MCA 1980 s.1)'.")
+    ],
+    authorised_by: Annotated[str, typer.Option(help="Who authorised these entries.")],
+    minor: Annotated[
+        bool,
+        typer.Option("--minor", help="The subjects are under 18 (refused unless policy allows)."),
+    ] = False,
     expires: Annotated[str | None, typer.Option(help="Expiry date, YYYY-MM-DD.")] = None,
     source: Annotated[str, typer.Option(help="Where the images came from.")] = "",
     added_by: Annotated[str | None, typer.Option(help="Who adds them (default: you).")] = None,
@@ -120,6 +128,9 @@ def watchlist_import(
                 added_by=added_by or getpass.getuser(),
                 expires_on=expires_on,
                 policy=load_policy(),
+                legal_basis=legal_basis,
+                authorised_by=authorised_by,
+                minor=minor,
                 upsample=upsample,
                 workers=workers,
                 on_image=lambda _: progress.advance(task),
@@ -619,8 +630,21 @@ def deployment_create(
         float | None, typer.Option(help="Alert threshold (default: calibrated for the list).")
     ] = None,
     created_by: Annotated[str | None, typer.Option(help="Who plans it (default: you).")] = None,
+    area: Annotated[str, typer.Option(help="The targeted area (streets, zone).")] = "",
+    dpia_ref: Annotated[str, typer.Option(help="Data protection impact assessment ref.")] = "",
+    equality_ref: Annotated[str, typer.Option(help="Equality impact assessment ref.")] = "",
+    signage_confirmed: Annotated[
+        bool, typer.Option("--signage-confirmed", help="Notices are up at the area.")
+    ] = False,
+    threshold_override_reason: Annotated[
+        str | None, typer.Option(help="Why a threshold below the policy's minimum is needed.")
+    ] = None,
 ) -> None:
-    """Plan a deployment: who, where, when, why, which watchlist, which cameras."""
+    """Plan a deployment: who, where, when, why, which watchlist, which cameras.
+
+    It runs only once someone else authorises it ('openlfr deployment authorise') and the
+    signage is confirmed."""
+    from openlfr.governance import audit
     from openlfr.live.deployment import create_deployment
 
     cameras = {}
@@ -644,14 +668,47 @@ def deployment_create(
                 cameras=cameras,
                 created_by=created_by or getpass.getuser(),
                 threshold=threshold,
+                area=area,
+                dpia_ref=dpia_ref,
+                equality_ref=equality_ref,
+                signage_confirmed=signage_confirmed,
+                threshold_override_reason=threshold_override_reason,
             )
         except OpenLFRError as exc:
             raise _fail(exc) from exc
+        audit.append(
+            session,
+            actor=deployment.created_by,
+            action="deployment-plan",
+            obj=f"deployment:{deployment.id}:{deployment.watchlist_name}",
+            purpose=deployment.reason[:500],
+        )
         session.commit()
         print(deployment.id)
     err.print(
-        f"deployment {deployment.id} planned: run it with 'openlfr deployment run {deployment.id}'"
+        f"deployment {deployment.id} planned: it needs 'openlfr deployment authorise "
+        f"{deployment.id} --by NAME' (someone else) before 'openlfr deployment run'"
     )
+
+
+@deployment_app.command("authorise")
+def deployment_authorise(
+    deployment_id: int,
+    by: Annotated[str, typer.Option(help="The authorising officer (not the requester).")],
+) -> None:
+    """Authorise a planned deployment (recorded and audited)."""
+    from openlfr.governance.authorisation import authorise_deployment
+    from openlfr.governance.policy import load_policy
+    from openlfr.live.deployment import get_deployment
+
+    with _session() as session:
+        try:
+            deployment = get_deployment(session, deployment_id)
+            authorise_deployment(session, deployment, by=by, policy=load_policy())
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+        session.commit()
+    err.print(f"deployment {deployment_id} authorised by {by}")
 
 
 @deployment_app.command("list")

@@ -1,0 +1,248 @@
+"""Governance built in (issue 5): each rule's refusal, each purge on a clock the test controls,
+and the transparency report's figures against alerts and adjudications the test creates."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from openlfr.errors import PolicyError
+from openlfr.governance.audit import verify_chain
+from openlfr.governance.authorisation import AuthorisationError, authorise_deployment
+from openlfr.governance.policy import DeploymentRules, Policy, WatchlistRules
+from openlfr.live.deployment import create_deployment, freeze_snapshot, run_deployment
+from openlfr.store import open_store
+from openlfr.store.models import AuditEntry, Deployment, Subject, User
+from openlfr.store.watchlists import add_reference_image, add_subject, create_watchlist
+from openlfr.vision.detect import Detection
+from openlfr.vision.faces import Face
+from openlfr.vision.quality import Quality
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(database_url: str) -> sessionmaker[Session]:
+    return open_store(database_url)
+
+
+def _face(seed: int) -> Face:
+    vector = np.random.default_rng(seed).normal(size=128).astype(np.float32)
+    return Face(
+        box=Detection(0, 0, 10, 10, 1.0),
+        landmarks=np.zeros((5, 2), np.float32),
+        quality=Quality(10, 5.0, 100.0, 1.0, 0.0),
+        chip=None,
+        embedding=vector / np.linalg.norm(vector),
+    )
+
+
+def _enrol(session: Session, watchlist, name: str, seed: int = 0, **overrides) -> Subject:  # type: ignore[no-untyped-def]
+    fields = dict(
+        name=name,
+        category="wanted-by-courts",
+        reason="warrant 123",
+        image_source="custody",
+        added_by="pc1",
+        expires_on=None,
+        policy=Policy(),
+        legal_basis="Magistrates' Courts Act 1980 s.1 warrant",
+        authorised_by="insp1",
+    )
+    fields.update(overrides)
+    subject = add_subject(session, watchlist, **fields)
+    add_reference_image(
+        session,
+        subject,
+        filename="a.jpg",
+        content=b"jpeg" + name.encode(),
+        face=_face(seed),
+        width=10,
+        height=10,
+    )
+    return subject
+
+
+def _plan(session: Session, **overrides) -> Deployment:  # type: ignore[no-untyped-def]
+    now = datetime.now(UTC)
+    fields = dict(
+        name="Op",
+        location="High St",
+        reason="wanted offenders seen in the area",
+        watchlist="wanted",
+        starts_at=now,
+        ends_at=now + timedelta(hours=2),
+        cameras={"north": "/dev/null"},
+        created_by="sgt-requester",
+        area="High St between Market Sq and the station",
+        dpia_ref="DPIA-2026-07",
+        equality_ref="EIA-2026-07",
+        signage_confirmed=True,
+        policy=Policy(),
+    )
+    fields.update(overrides)
+    return create_deployment(session, **fields)
+
+
+@pytest.fixture
+def wanted(store: sessionmaker[Session]) -> sessionmaker[Session]:
+    """A watchlist 'wanted' with two current subjects."""
+    with store() as session:
+        watchlist = create_watchlist(session, "wanted")
+        _enrol(session, watchlist, "alice", 1)
+        _enrol(session, watchlist, "bob", 2)
+        session.commit()
+    return store
+
+
+def _actions(session: Session) -> list[str]:
+    return list(session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)))
+
+
+# --- 1, 2: watchlist entries ----------------------------------------------------------------
+
+
+def test_migration_adds_the_governance_columns(store: sessionmaker[Session]) -> None:
+    from sqlalchemy import inspect
+
+    with store() as session:
+        inspector = inspect(session.get_bind())
+        subjects = {c["name"] for c in inspector.get_columns("subjects")}
+        deployments = {c["name"] for c in inspector.get_columns("deployments")}
+    assert {"legal_basis", "authorised_by", "review_flag"} <= subjects
+    assert {
+        "area",
+        "dpia_ref",
+        "equality_ref",
+        "signage_confirmed",
+        "authorised_by",
+        "authorised_at",
+        "threshold_override_reason",
+    } <= deployments
+
+
+def test_entry_needs_legal_basis_and_authoriser(store: sessionmaker[Session]) -> None:
+    with store() as session:
+        watchlist = create_watchlist(session, "w")
+        with pytest.raises(PolicyError, match="legal basis"):
+            _enrol(session, watchlist, "a", legal_basis=" ")
+        with pytest.raises(PolicyError, match="authorised"):
+            _enrol(session, watchlist, "b", authorised_by="")
+        subject = _enrol(session, watchlist, "c")
+        assert subject.legal_basis.startswith("Magistrates") and subject.authorised_by == "insp1"
+
+
+def test_under_18_refused_unless_the_policy_allows(store: sessionmaker[Session]) -> None:
+    child = date.today().replace(year=date.today().year - 15)
+    with store() as session:
+        watchlist = create_watchlist(session, "w")
+        with pytest.raises(PolicyError, match="under 18"):
+            _enrol(session, watchlist, "a", date_of_birth=child)
+        with pytest.raises(PolicyError, match="under 18"):
+            _enrol(session, watchlist, "b", minor=True)
+        _enrol(session, watchlist, "adult", date_of_birth=date(1980, 1, 1))
+        allows = Policy(watchlist=WatchlistRules(allow_under_18=True))
+        assert _enrol(session, watchlist, "c", 3, minor=True, policy=allows).id
+
+
+def test_expired_entry_is_left_out_and_flagged_for_review(wanted) -> None:  # type: ignore[no-untyped-def]
+    with wanted() as session:
+        alice = session.scalar(select(Subject).where(Subject.name == "alice"))
+        alice.expires_on = date.today() - timedelta(days=1)
+        deployment = _plan(session)
+        assert freeze_snapshot(session, deployment, Policy()) == 1
+        assert alice.review_flag and alice.review_flag.startswith("expired")
+        flags = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "subject-review-flag")
+        ).all()
+        assert [f.object for f in flags] == [f"subject-id:{alice.id}"]
+        assert "alice" not in flags[0].purpose  # no personal data in the log
+
+
+# --- 3: deployment authorisation -------------------------------------------------------------
+
+
+def test_deployment_cannot_start_unauthorised_or_without_signage(wanted) -> None:  # type: ignore[no-untyped-def]
+    with wanted() as session:
+        unauthorised = _plan(session).id
+        no_signs = _plan(session, signage_confirmed=False)
+        authorise_deployment(session, no_signs, by="insp-other", policy=Policy())
+        no_signs_id = no_signs.id
+        session.commit()
+    with pytest.raises(AuthorisationError, match="not been authorised"):
+        run_deployment(wanted, unauthorised)
+    with pytest.raises(AuthorisationError, match="signage"):
+        run_deployment(wanted, no_signs_id)
+    with wanted() as session:  # refused before any copy of the watchlist was made
+        assert session.get(Deployment, unauthorised).status == "planned"
+
+
+def test_authoriser_must_differ_from_requester_and_hold_a_role(wanted) -> None:  # type: ignore[no-untyped-def]
+    with wanted() as session:
+        deployment = _plan(session)
+        with pytest.raises(AuthorisationError, match="someone other"):
+            authorise_deployment(session, deployment, by="sgt-requester", policy=Policy())
+        session.add(User(name="insp-real", role="authorising-officer", password_hash="x"))
+        session.add(User(name="pc-reviewer", role="reviewer", password_hash="x"))
+        session.flush()
+        with pytest.raises(AuthorisationError, match="authorising role"):
+            authorise_deployment(session, deployment, by="pc-reviewer", policy=Policy())
+        with pytest.raises(AuthorisationError, match="authorising role"):
+            authorise_deployment(session, deployment, by="nobody", policy=Policy())
+        authorise_deployment(session, deployment, by="insp-real", policy=Policy(), now=NOW)
+        assert deployment.authorised_by == "insp-real" and deployment.authorised_at == NOW
+        with pytest.raises(AuthorisationError, match="already authorised"):
+            authorise_deployment(session, deployment, by="insp-real", policy=Policy())
+        assert "deployment-authorise" in _actions(session)
+        assert verify_chain(session).ok
+
+
+def test_authorisation_needs_dpia_and_equality_refs(wanted) -> None:  # type: ignore[no-untyped-def]
+    with wanted() as session:
+        deployment = _plan(session, dpia_ref="")
+        with pytest.raises(AuthorisationError, match="DPIA"):
+            authorise_deployment(session, deployment, by="insp", policy=Policy())
+        deployment = _plan(session, equality_ref="")
+        with pytest.raises(AuthorisationError, match="equality"):
+            authorise_deployment(session, deployment, by="insp", policy=Policy())
+
+
+def test_low_threshold_refused_without_a_recorded_override(wanted) -> None:  # type: ignore[no-untyped-def]
+    strict = Policy(deployment=DeploymentRules(min_threshold=4.0))
+    with wanted() as session:
+        with pytest.raises(AuthorisationError, match="below the minimum 4"):
+            _plan(session, threshold=3.5, policy=strict)
+        with pytest.raises(AuthorisationError, match="below the minimum"):
+            _plan(session, threshold=0.5)  # under the calibrated default for two subjects
+        assert _plan(session, threshold=4.5, policy=strict).threshold == 4.5
+        low = _plan(
+            session, threshold=3.5, policy=strict, threshold_override_reason="CCTV trial, DPIA s.4"
+        )
+        assert low.threshold_override_reason == "CCTV trial, DPIA s.4"
+        overrides = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "threshold-override")
+        ).all()
+        assert len(overrides) == 1 and overrides[0].object.endswith("threshold=3.5")
+
+
+def test_cli_authorise(wanted) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from openlfr.cli import app
+
+    with wanted() as session:
+        deployment_id = _plan(session).id
+        session.commit()
+    runner = CliRunner()
+    refused = runner.invoke(
+        app, ["deployment", "authorise", str(deployment_id), "--by", "sgt-requester"]
+    )
+    assert refused.exit_code == 2 and "someone other" in refused.output
+    done = runner.invoke(app, ["deployment", "authorise", str(deployment_id), "--by", "insp2"])
+    assert done.exit_code == 0, done.output
+    with wanted() as session:
+        assert session.get(Deployment, deployment_id).authorised_by == "insp2"
