@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from openlfr.errors import PolicyError
@@ -246,3 +246,110 @@ def test_cli_authorise(wanted) -> None:  # type: ignore[no-untyped-def]
     assert done.exit_code == 0, done.output
     with wanted() as session:
         assert session.get(Deployment, deployment_id).authorised_by == "insp2"
+
+
+# --- 4: retention ------------------------------------------------------------------------------
+
+
+def _alert(session: Session, deployment: Deployment, raised: datetime, n: int, **adj) -> str:  # type: ignore[no-untyped-def]
+    from openlfr.store.models import Adjudication, Alert
+
+    alert_id = f"a{deployment.id:04d}{n:04d}"
+    session.add(
+        Alert(
+            id=alert_id,
+            deployment_id=deployment.id,
+            camera_id=deployment.cameras[0].id,
+            track=n,
+            frame=n,
+            time_s=float(n),
+            subject_id=1,
+            subject_name="alice",
+            score=5.0,
+            similarity=0.6,
+            box=[0, 0, 10, 10],
+            latency_s=0.1,
+            probe_image=b"probe",
+            reference_image=b"reference",
+            raised_at=raised,
+        )
+    )
+    session.flush()
+    if adj:
+        session.add(Adjudication(alert_id=alert_id, reviewer="pc-reviewer", note="", **adj))
+        session.flush()
+    return alert_id
+
+
+def test_retention_purges_on_a_controlled_clock_and_audits_without_personal_data(wanted) -> None:  # type: ignore[no-untyped-def]
+    from openlfr.governance.retention import run_retention
+    from openlfr.store.models import Adjudication, Alert, SnapshotTemplate
+
+    policy = Policy()  # alert_days 31, false_alert_days 1
+    with wanted() as session:
+        deployment = _plan(session)
+        old = _alert(
+            session, deployment, NOW - timedelta(days=32), 1, decision="match", outcome="arrested"
+        )
+        recent_true = _alert(session, deployment, NOW - timedelta(days=2), 2, decision="match")
+        recent_false = _alert(session, deployment, NOW - timedelta(days=2), 3, decision="no-match")
+        fresh_false = _alert(session, deployment, NOW - timedelta(hours=2), 4, decision="no-match")
+        unjudged = _alert(session, deployment, NOW - timedelta(days=30), 5)
+        freeze_snapshot(session, deployment, policy)  # a copy left behind: not running
+        session.commit()
+
+        dry = run_retention(session, NOW, policy, dry_run=True)
+        assert dry.alerts == [old] and dry.false_alerts == [recent_false]
+        assert dry.snapshot_rows == {deployment.id: 2}
+        assert session.scalar(select(func.count(Alert.id))) == 5  # nothing deleted
+        assert "retention-purge" not in _actions(session)
+
+        done = run_retention(session, NOW, policy)
+        session.commit()
+        left = set(session.scalars(select(Alert.id)))
+        assert left == {recent_true, fresh_false, unjudged}
+        assert session.scalar(select(func.count(Adjudication.id))) == 2
+        assert session.scalar(select(func.count(SnapshotTemplate.id))) == 0
+        assert (deployment.purged_alerts, deployment.purged_true_alerts) == (2, 1)
+        assert (deployment.purged_false_alerts, deployment.purged_arrests) == (1, 1)
+        purges = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "retention-purge")
+        ).all()
+        assert len(purges) == 3 and any(old in p.object for p in purges)
+        assert not any("alice" in p.object + p.purpose for p in purges)
+        assert verify_chain(session).ok
+        assert done.lines()[0].startswith("deleted 1 alerts")
+
+        later = run_retention(session, NOW + timedelta(days=40), policy)
+        assert set(later.alerts) == {recent_true, fresh_false, unjudged}
+
+
+def test_retention_keeps_audit_entries_and_flags_expired_entries(wanted) -> None:  # type: ignore[no-untyped-def]
+    from openlfr.governance.retention import run_retention
+
+    with wanted() as session:
+        bob = session.scalar(select(Subject).where(Subject.name == "bob"))
+        bob.expires_on = NOW.date() - timedelta(days=1)
+        session.commit()
+        before = session.scalar(select(func.count(AuditEntry.id)))
+        far = NOW + timedelta(days=7 * 365)
+        result = run_retention(session, far, Policy(), dry_run=True)
+        assert result.flagged_subjects == [bob.id] and bob.review_flag is None
+        result = run_retention(session, far, Policy())
+        session.commit()
+        assert result.flagged_subjects == [bob.id] and bob.review_flag
+        assert result.audit_past_retention == before  # all six years old: counted, not deleted
+        assert session.scalar(select(func.count(AuditEntry.id))) >= before
+        assert verify_chain(session).ok
+
+
+def test_cli_retention_run(wanted) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from openlfr.cli import app
+
+    result = CliRunner().invoke(app, ["retention", "run", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "would delete 0 alerts" in result.output
+    result = CliRunner().invoke(app, ["retention", "run"])
+    assert result.exit_code == 0 and "deleted 0 alerts" in result.output

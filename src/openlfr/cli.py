@@ -27,6 +27,8 @@ user_app = typer.Typer(help="Operator accounts (bootstrap the first admin).", no
 app.add_typer(user_app, name="user")
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+retention_app = typer.Typer(help="Purge what the policy no longer keeps.", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
 
 err = Console(stderr=True, soft_wrap=True)  # paths in messages stay whole, greppable
 
@@ -904,6 +906,33 @@ def audit_verify() -> None:
         return
     err.print(f"[red]audit chain broken[/red] at entry {result.first_bad_id}: {result.problem}")
     raise typer.Exit(1)
+
+
+# --- governance -------------------------------------------------------------------------------
+
+
+@retention_app.command("run")
+def retention_run(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only say what would be deleted.")
+    ] = False,
+) -> None:
+    """Delete alerts, false alerts and watchlist copies past the policy's retention periods;
+    each purge is audited (counts and ids only)."""
+    from openlfr.governance.policy import load_policy
+    from openlfr.governance.retention import run_retention
+    from openlfr.store.models import utcnow
+
+    with _session() as session:
+        try:
+            result = run_retention(
+                session, utcnow(), load_policy(), dry_run=dry_run, actor=f"cli:{getpass.getuser()}"
+            )
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+        session.commit()
+    for line in result.lines():
+        print(line)
 
 
 def main() -> None:  # pragma: no cover

@@ -145,6 +145,12 @@ class Deployment(Base):
     authorised_by: Mapped[str | None] = mapped_column(Text, nullable=True)
     authorised_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     threshold_override_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Alerts that retention purged, as counts only, so that transparency figures survive them.
+    purged_alerts: Mapped[int] = mapped_column(Integer, default=0)
+    purged_true_alerts: Mapped[int] = mapped_column(Integer, default=0)
+    purged_false_alerts: Mapped[int] = mapped_column(Integer, default=0)
+    purged_engagements: Mapped[int] = mapped_column(Integer, default=0)
+    purged_arrests: Mapped[int] = mapped_column(Integer, default=0)
 
     cameras: Mapped[list[Camera]] = relationship(
         back_populates="deployment", cascade="all, delete-orphan", order_by="Camera.id"

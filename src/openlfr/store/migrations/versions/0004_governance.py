@@ -15,6 +15,9 @@ branch_labels = None
 depends_on = None
 
 
+PURGED = ("alerts", "true_alerts", "false_alerts", "engagements", "arrests")
+
+
 # Existing rows predate these rules: they get an empty value, not an invented one, so a
 # report shows them as unrecorded.
 def _subject_columns() -> tuple[sa.Column, ...]:  # fresh Column objects for each use
@@ -35,6 +38,11 @@ def _deployment_columns() -> tuple[sa.Column, ...]:
         sa.Column("authorised_by", sa.Text, nullable=True),
         sa.Column("authorised_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("threshold_override_reason", sa.Text, nullable=True),
+        # What retention purged, as counts: the transparency report still adds them up.
+        *(
+            sa.Column(f"purged_{what}", sa.Integer, nullable=False, server_default="0")
+            for what in PURGED
+        ),
     )
 
 
