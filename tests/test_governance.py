@@ -353,3 +353,12 @@ def test_cli_retention_run(wanted) -> None:  # type: ignore[no-untyped-def]
     assert "would delete 0 alerts" in result.output
     result = CliRunner().invoke(app, ["retention", "run"])
     assert result.exit_code == 0 and "deleted 0 alerts" in result.output
+
+
+def test_service_scheduler_runs_retention(wanted) -> None:  # type: ignore[no-untyped-def]
+    from openlfr.governance.scheduler import RetentionScheduler
+
+    scheduler = RetentionScheduler(wanted, interval_s=0.05)
+    assert scheduler.run_once().alerts == []
+    scheduler.start()
+    scheduler.stop()
