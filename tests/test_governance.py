@@ -3,6 +3,7 @@ and the transparency report's figures against alerts and adjudications the test 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -362,3 +363,84 @@ def test_service_scheduler_runs_retention(wanted) -> None:  # type: ignore[no-un
     assert scheduler.run_once().alerts == []
     scheduler.start()
     scheduler.stop()
+
+
+# --- 5: transparency reports -------------------------------------------------------------------
+
+
+def _ran(session: Session, deployment: Deployment, faces: int, hours: float) -> None:
+    """As if it had run: started, ended, cameras counted."""
+    deployment.status, deployment.snapshot_size = "ended", 2
+    deployment.started_at = NOW
+    deployment.ended_at = NOW + timedelta(hours=hours)
+    deployment.cameras[0].faces_processed = faces
+
+
+def test_report_figures_from_alerts_and_adjudications(wanted, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from openlfr.governance.reports import build_report, write_report
+
+    with wanted() as session:
+        one = _plan(session, threshold=6.0)
+        _ran(session, one, faces=10_000, hours=4.5)
+        _alert(session, one, NOW, 1, decision="match", outcome="arrested")
+        _alert(session, one, NOW, 2, decision="match", outcome="engaged")
+        _alert(session, one, NOW, 3, decision="match", outcome="not-located")
+        _alert(session, one, NOW + timedelta(days=1), 4, decision="no-match")
+        _alert(session, one, NOW, 5, decision="cannot-tell")
+        _alert(session, one, NOW, 6)  # not adjudicated
+        other = _plan(session, name="Op 2", location="Station", threshold=6.0)
+        _ran(session, other, faces=5_000, hours=2)
+        other.purged_alerts, other.purged_false_alerts = 1, 1  # purged, still counted
+        session.commit()
+
+        figures = build_report(session, deployment_id=one.id).deployments[0]
+        assert (figures.alerts, figures.true_alerts, figures.false_alerts) == (6, 3, 1)
+        assert (figures.engagements, figures.arrests) == (2, 1)
+        assert figures.faces_processed == 10_000 and figures.duration_h == 4.5
+        assert figures.false_alert_rate == pytest.approx(1 / 10_000)
+        assert figures.precision == pytest.approx(0.75)
+        assert figures.watchlist_size == 2 and figures.threshold == 6.0
+        assert figures.date == "2026-06-01" and figures.alert_days == {
+            "2026-06-01": 5,
+            "2026-06-02": 1,
+        }
+
+        period = build_report(session, start=NOW - timedelta(days=1), end=NOW + timedelta(days=1))
+        totals = period.totals()
+        assert [d.id for d in period.deployments] == [one.id, other.id]
+        assert (totals["alerts"], totals["false_alerts"], totals["faces_processed"]) == (
+            7,
+            2,
+            15_000,
+        )
+        assert totals["precision"] == pytest.approx(3 / 5)
+        for fmt in ("json", "csv", "html", "pdf"):
+            path = tmp_path / f"report.{fmt}"
+            write_report(period, path, fmt)
+            assert path.stat().st_size > 100
+        text = "".join((tmp_path / f"report.{f}").read_text() for f in ("json", "csv", "html"))
+        assert "alice" not in text and "pc-reviewer" not in text  # no personal data
+        assert (tmp_path / "report.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_cli_report(wanted, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from openlfr.cli import app
+
+    with wanted() as session:
+        deployment = _plan(session)
+        _ran(session, deployment, faces=100, hours=1)
+        _alert(session, deployment, NOW, 1, decision="no-match")
+        deployment_id = deployment.id
+        session.commit()
+    out = tmp_path / "r.json"
+    args = ["report", "--deployment", str(deployment_id), "--format", "json", "--output", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["deployments"][0]["false_alerts"] == 1
+    period = ["report", "--from", "2026-05-01", "--to", "2026-07-01", "--format", "csv"]
+    result = CliRunner().invoke(app, [*period, "--output", str(tmp_path / "r.csv")])
+    assert result.exit_code == 0 and "Faces processed" in (tmp_path / "r.csv").read_text()
+    refused = CliRunner().invoke(app, ["report", "--output", str(out)])
+    assert refused.exit_code == 2 and "--deployment ID" in refused.output

@@ -935,6 +935,36 @@ def retention_run(
         print(line)
 
 
+@app.command()
+def report(
+    output: Annotated[Path, typer.Option(help="File to write.")],
+    deployment: Annotated[int | None, typer.Option(help="One deployment's report.")] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="Period start, YYYY-MM-DD (UTC).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="Period end, YYYY-MM-DD, exclusive.")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="html, pdf, csv or json.")] = "html",
+) -> None:
+    """Transparency report (no personal data): per deployment, or every deployment started in
+    a period, with alerts, true and false alerts, outcomes, rates and charts."""
+    from openlfr.governance.reports import build_report, write_report
+
+    with _session() as session:
+        try:
+            made = build_report(
+                session,
+                deployment_id=deployment,
+                start=_when(start) if start else None,
+                end=_when(end) if end else None,
+            )
+            write_report(made, output, fmt)
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+    err.print(f"report on {len(made.deployments)} deployments written to {output}")
+
+
 def main() -> None:  # pragma: no cover
     app()
 
