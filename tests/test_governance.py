@@ -444,3 +444,51 @@ def test_cli_report(wanted, tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert result.exit_code == 0 and "Faces processed" in (tmp_path / "r.csv").read_text()
     refused = CliRunner().invoke(app, ["report", "--output", str(out)])
     assert refused.exit_code == 2 and "--deployment ID" in refused.output
+
+
+# --- 6: subject rights -------------------------------------------------------------------------
+
+
+def test_subject_find_export_erase(wanted, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from openlfr.cli import app
+    from openlfr.store.models import Alert, ReferenceImage, Template
+
+    with wanted() as session:
+        deployment = _plan(session)
+        alice = session.scalar(select(Subject).where(Subject.name == "alice"))
+        alert_id = _alert(session, deployment, NOW, 1, decision="match")
+        session.get(Alert, alert_id).subject_id = alice.id
+        _alert(session, deployment, NOW, 2)
+        bob = session.scalar(select(Subject).where(Subject.name == "bob"))
+        other = session.get(Alert, f"a{deployment.id:04d}0002")
+        other.subject_id, other.subject_name = bob.id, "bob"
+        session.commit()
+    runner = CliRunner()
+    found = runner.invoke(app, ["subject", "find", "alice"])
+    assert found.exit_code == 0 and "1 watchlist entries, 1 alerts" in found.output
+    out = tmp_path / "sar"
+    exported = runner.invoke(app, ["subject", "export", "alice", "--output", str(out)])
+    assert exported.exit_code == 0, exported.output
+    record = json.loads((out / "subject.json").read_text())
+    assert record["watchlist_entries"][0]["legal_basis"].startswith("Magistrates")
+    assert record["alerts"][0]["decision"] == "match"
+    assert (out / f"alert-{alert_id}-probe.jpg").read_bytes() == b"probe"
+    assert (out / record["watchlist_entries"][0]["images"][0]["file"]).read_bytes() == b"jpegalice"
+    erased = runner.invoke(app, ["subject", "erase", "alice"])
+    assert erased.exit_code == 0 and "erased 1 entries and 1 alerts" in erased.output
+    with wanted() as session:
+        assert session.scalar(select(Subject).where(Subject.name == "alice")) is None
+        assert session.get(Alert, alert_id) is None
+        assert session.scalar(select(func.count(Alert.id))) == 1  # bob's stays
+        assert session.scalar(select(func.count(ReferenceImage.id))) == 1
+        assert session.scalar(select(func.count(Template.id))) == 1
+        entries = session.scalars(
+            select(AuditEntry).where(AuditEntry.action.like("subject-%"))
+        ).all()
+        assert [e.action for e in entries] == ["subject-find", "subject-export", "subject-erase"]
+        assert not any("alice" in e.object + e.purpose for e in entries)
+        assert verify_chain(session).ok
+    missing = runner.invoke(app, ["subject", "erase", "alice"])
+    assert missing.exit_code == 2 and "nothing is held" in missing.output

@@ -27,6 +27,8 @@ user_app = typer.Typer(help="Operator accounts (bootstrap the first admin).", no
 app.add_typer(user_app, name="user")
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+subject_app = typer.Typer(help="Data subjects' rights: find, export, erase.", no_args_is_help=True)
+app.add_typer(subject_app, name="subject")
 retention_app = typer.Typer(help="Purge what the policy no longer keeps.", no_args_is_help=True)
 app.add_typer(retention_app, name="retention")
 
@@ -963,6 +965,67 @@ def report(
         except OpenLFRError as exc:
             raise _fail(exc) from exc
     err.print(f"report on {len(made.deployments)} deployments written to {output}")
+
+
+PurposeOption = Annotated[str, typer.Option(help="Why (recorded in the audit log).")]
+
+
+@subject_app.command("find")
+def subject_find(name: str, purpose: PurposeOption = "subject access request") -> None:
+    """What is held about NAME: watchlist entries and alerts (the look-up is audited)."""
+    from openlfr.governance import audit
+    from openlfr.governance.subject_rights import find
+
+    with _session() as session:
+        held = find(session, name)
+        for subject in held.subjects:
+            print(
+                f"entry {subject.id}: watchlist {subject.watchlist.name}, {subject.category}, "
+                f"{len(subject.images)} images, expires {subject.expires_on or 'never'}"
+            )
+        for alert in held.alerts:
+            print(f"alert {alert.id}: deployment {alert.deployment_id}, {alert.raised_at:%Y-%m-%d}")
+        audit.append(
+            session,
+            actor=f"cli:{getpass.getuser()}",
+            action="subject-find",
+            obj=held.summary(),
+            purpose=purpose,
+        )
+        session.commit()
+    err.print(f"{len(held.subjects)} watchlist entries, {len(held.alerts)} alerts")
+
+
+@subject_app.command("export")
+def subject_export(
+    name: str,
+    output: Annotated[Path, typer.Option(help="Folder to write subject.json and images to.")],
+    purpose: PurposeOption = "subject access request",
+) -> None:
+    """Export everything held about NAME: records as JSON, images as files (audited)."""
+    from openlfr.governance.subject_rights import export
+
+    with _session() as session:
+        try:
+            held = export(session, name, output, actor=f"cli:{getpass.getuser()}", purpose=purpose)
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+        session.commit()
+    err.print(f"exported {len(held.subjects)} entries and {len(held.alerts)} alerts to {output}")
+
+
+@subject_app.command("erase")
+def subject_erase(name: str, purpose: PurposeOption = "erasure request") -> None:
+    """Erase NAME: entries, images, templates, alerts about them (audited without the name)."""
+    from openlfr.governance.subject_rights import erase
+
+    with _session() as session:
+        try:
+            held = erase(session, name, actor=f"cli:{getpass.getuser()}", purpose=purpose)
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+        session.commit()
+    err.print(f"erased {len(held.subjects)} entries and {len(held.alerts)} alerts")
 
 
 def main() -> None:  # pragma: no cover
