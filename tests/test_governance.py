@@ -492,3 +492,38 @@ def test_subject_find_export_erase(wanted, tmp_path) -> None:  # type: ignore[no
         assert verify_chain(session).ok
     missing = runner.invoke(app, ["subject", "erase", "alice"])
     assert missing.exit_code == 2 and "nothing is held" in missing.output
+
+
+def test_migration_0004_downgrades_and_upgrades(store: sessionmaker[Session]) -> None:
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from openlfr.store.db import alembic_config
+
+    engine = store.kw["bind"]
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0003")
+        assert "legal_basis" not in {c["name"] for c in inspect(connection).get_columns("subjects")}
+        command.upgrade(cfg, "head")
+        assert "legal_basis" in {c["name"] for c in inspect(connection).get_columns("subjects")}
+
+
+def test_cli_import_needs_legal_basis_and_refuses_minors(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from openlfr.cli import app
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["watchlist", "create", "w"]).exit_code == 0
+    (tmp_path / "someone").mkdir()
+    base = ["watchlist", "import", "w", str(tmp_path), "--category", "risk-of-harm"]
+    base += ["--reason", "r"]
+    missing = runner.invoke(app, [*base, "--authorised-by", "insp"])
+    assert missing.exit_code == 2 and "legal-basis" in missing.output
+    basis = ["--legal-basis", "warrant", "--authorised-by", "insp"]
+    minor = runner.invoke(app, [*base, *basis, "--minor"])
+    assert minor.exit_code == 2 and "under 18" in minor.output
+    blank = runner.invoke(app, [*base, "--legal-basis", " ", "--authorised-by", "insp"])
+    assert blank.exit_code == 2 and "legal basis" in blank.output
