@@ -527,3 +527,66 @@ def test_cli_import_needs_legal_basis_and_refuses_minors(store, tmp_path) -> Non
     assert minor.exit_code == 2 and "under 18" in minor.output
     blank = runner.invoke(app, [*base, "--legal-basis", " ", "--authorised-by", "insp"])
     assert blank.exit_code == 2 and "legal basis" in blank.output
+
+
+def test_cli_confirm_signage_then_start_gets_past_the_rules(wanted) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from openlfr.cli import app
+
+    with wanted() as session:
+        deployment = _plan(session, signage_confirmed=False)
+        authorise_deployment(session, deployment, by="insp2", policy=Policy())
+        deployment_id = deployment.id
+        session.commit()
+    result = CliRunner().invoke(app, ["deployment", "run", str(deployment_id)])
+    assert result.exit_code == 2 and "signage" in result.output
+    done = CliRunner().invoke(
+        app, ["deployment", "confirm-signage", str(deployment_id), "--by", "pc"]
+    )
+    assert done.exit_code == 0, done.output
+    with wanted() as session:
+        assert session.get(Deployment, deployment_id).signage_confirmed
+        assert "deployment-signage" in _actions(session)
+
+
+def test_api_authorise_by_another_officer(database_url: str) -> None:
+    from fastapi.testclient import TestClient
+    from service_support import service_store, token_for
+
+    from openlfr.api import create_app
+    from openlfr.api.auth import create_user
+    from openlfr.api.roles import Role
+
+    store = service_store(database_url)
+    with store() as session:
+        create_watchlist(session, "wanted")
+        create_user(session, "second_officer", Role.AUTHORISING_OFFICER, "another long password")
+        session.commit()
+    planner = {"Authorization": f"Bearer {token_for(store, Role.AUTHORISING_OFFICER)}"}
+    with TestClient(create_app(store, poll_alerts=False)) as client:
+        body = {
+            "name": "Op",
+            "location": "Square",
+            "reason": "why here, why now",
+            "watchlist": "wanted",
+            "ends_at": (datetime.now(UTC) + timedelta(hours=2)).isoformat(),
+            "cameras": [{"name": "north", "source": "/dev/null"}],
+            "dpia_ref": "DPIA-1",
+            "equality_ref": "EIA-1",
+            "signage_confirmed": True,
+        }
+        made = client.post("/api/deployments", headers=planner, json=body)
+        assert made.status_code == 201, made.text
+        url = f"/api/deployments/{made.json()['id']}/authorise"
+        own = client.post(url, headers=planner)
+        assert own.status_code == 422 and "someone other" in own.json()["detail"]
+        with store() as session:
+            from openlfr.api.auth import open_session
+
+            second = session.scalar(select(User).where(User.name == "second_officer"))
+            token, _ = open_session(session, second)
+            session.commit()
+        done = client.post(url, headers={"Authorization": f"Bearer {token}"})
+        assert done.status_code == 200, done.text
+        assert done.json()["authorised_by"] == "second_officer"

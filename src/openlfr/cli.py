@@ -715,6 +715,24 @@ def deployment_authorise(
     err.print(f"deployment {deployment_id} authorised by {by}")
 
 
+@deployment_app.command("confirm-signage")
+def deployment_confirm_signage(
+    deployment_id: int,
+    by: Annotated[str, typer.Option(help="Who checked the notices at the area.")],
+) -> None:
+    """Record that the public notices are up at the deployment's area (audited)."""
+    from openlfr.governance.authorisation import confirm_signage
+    from openlfr.live.deployment import get_deployment
+
+    with _session() as session:
+        try:
+            confirm_signage(session, get_deployment(session, deployment_id), by=by)
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+        session.commit()
+    err.print(f"deployment {deployment_id}: signage confirmed by {by}")
+
+
 @deployment_app.command("list")
 def deployment_list() -> None:
     """Deployments with their status and counts."""

@@ -98,6 +98,24 @@ def authorise_deployment(
     return deployment
 
 
+def confirm_signage(session: Session, deployment: Deployment, *, by: str) -> Deployment:
+    """Record that notices are up at the area (often done on the day, after authorisation)."""
+    if deployment.status != "planned":
+        raise AuthorisationError(f"deployment {deployment.id} is {deployment.status}")
+    if not by.strip():
+        raise AuthorisationError("a signage confirmation needs the name of who checked")
+    deployment.signage_confirmed = True
+    audit.append(
+        session,
+        actor=by.strip(),
+        action="deployment-signage",
+        obj=f"deployment:{deployment.id}",
+        purpose="signage at the area confirmed",
+    )
+    session.flush()
+    return deployment
+
+
 def check_can_start(deployment: Deployment, watchlist_size: int, policy: Policy) -> None:
     """Refuse to start without authorisation, confirmed signage, or an allowed threshold."""
     if not deployment.authorised_by:
