@@ -141,6 +141,22 @@ def watchlist_import(
             )
         except OpenLFRError as exc:
             raise _fail(exc) from exc
+        if report.subjects_added:
+            from openlfr.governance import audit
+            from openlfr.store.watchlists import get_subject
+
+            # Ids, not names: the log outlives an erasure (openlfr subject erase).
+            added = [get_subject(session, watchlist, n) for n in report.subjects_added]
+            ids = ",".join(str(s.id) for s in added if s is not None)
+            why = f"{category}; legal basis: {legal_basis}; authorised by {authorised_by}"
+            audit.append(
+                session,
+                actor=f"cli:{getpass.getuser()}",
+                action="enrol",
+                obj=f"watchlist:{watchlist.name}:subject-ids:{ids}",
+                purpose=why[:500],
+            )
+            session.commit()
     for path, why in report.problems:
         err.print(f"[yellow]not enrolled[/yellow] {path}: {why}")
     for subject in report.subjects_without_images:
@@ -796,6 +812,13 @@ def deployment_show(
             "end_reason": d.end_reason,
             "snapshot_size": d.snapshot_size,
             "created_by": d.created_by,
+            "area": d.area,
+            "dpia_ref": d.dpia_ref,
+            "equality_ref": d.equality_ref,
+            "signage_confirmed": d.signage_confirmed,
+            "authorised_by": d.authorised_by,
+            "authorised_at": str(d.authorised_at) if d.authorised_at else None,
+            "threshold_override_reason": d.threshold_override_reason,
             "cameras": [
                 {
                     "name": c.name,
