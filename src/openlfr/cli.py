@@ -990,8 +990,10 @@ def report(
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="html, pdf, csv or json.")] = "html",
 ) -> None:
-    """Transparency report (no personal data): per deployment, or every deployment started in
-    a period, with alerts, true and false alerts, outcomes, rates and charts."""
+    """Transparency report without personal data, per deployment or period.
+
+    Alerts, true and false alerts, engagements, arrests, rates and charts (docs/governance.md).
+    """
     from openlfr.governance.reports import build_report, write_report
 
     with _session() as session:
