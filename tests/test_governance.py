@@ -590,3 +590,39 @@ def test_api_authorise_by_another_officer(database_url: str) -> None:
         done = client.post(url, headers={"Authorization": f"Bearer {token}"})
         assert done.status_code == 200, done.text
         assert done.json()["authorised_by"] == "second_officer"
+
+
+def test_migration_0004_keeps_existing_rows(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """On SQLite a table rebuild with foreign keys on would cascade: cameras, images must stay."""
+    from alembic import command
+
+    from openlfr.store.db import alembic_config, make_engine
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    engine, cfg = make_engine(url), alembic_config(url)
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "0003")
+    rows = [
+        "insert into watchlists values (1, 'w', '', '2026-01-01')",
+        "insert into subjects (id, watchlist_id, name, category, reason, image_source, added_by,"
+        " created_at) values (1, 1, 'a', 'c', 'r', '', 'x', '2026-01-01')",
+        "insert into reference_images values (1, 1, 'f', x'00', 's', 1, 1, '2026-01-01')",
+        "insert into deployments (id, name, location, reason, watchlist_name, starts_at, ends_at,"
+        " created_by, created_at, status, stop_requested, suppress_no_match) values (1, 'd', 'l',"
+        " 'r', 'w', '2026-01-01', '2026-01-02', 'x', '2026-01-01', 'ended', 0, 0)",
+        "insert into cameras values (1, 1, 'c', 's', 0, 0, 0, 0, null)",
+    ]
+    with engine.begin() as connection:
+        for sql in rows:
+            connection.exec_driver_sql(sql)
+    for target in ("head", "0003", "head"):
+        with engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            (command.upgrade if target == "head" else command.downgrade)(cfg, target)
+        with engine.connect() as connection:
+            count = connection.exec_driver_sql
+            assert count("select count(*) from cameras").scalar() == 1
+            assert count("select count(*) from reference_images").scalar() == 1
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("select legal_basis from subjects").scalar() == ""

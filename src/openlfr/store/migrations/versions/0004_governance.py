@@ -46,19 +46,19 @@ def _deployment_columns() -> tuple[sa.Column, ...]:
     )
 
 
+# Plain ALTER TABLE, not batch mode: on SQLite a batch "recreate" drops and re-creates the
+# table, and with foreign keys on, dropping deployments would cascade to its cameras and alerts
+# (and subjects to their images). Both SQLite (3.35+ for DROP COLUMN) and PostgreSQL do these
+# in place.
 def upgrade() -> None:
-    with op.batch_alter_table("subjects") as batch:
-        for column in _subject_columns():
-            batch.add_column(column)
-    with op.batch_alter_table("deployments") as batch:
-        for column in _deployment_columns():
-            batch.add_column(column)
+    for column in _subject_columns():
+        op.add_column("subjects", column)
+    for column in _deployment_columns():
+        op.add_column("deployments", column)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("deployments") as batch:
-        for column in reversed(_deployment_columns()):
-            batch.drop_column(column.name)
-    with op.batch_alter_table("subjects") as batch:
-        for column in reversed(_subject_columns()):
-            batch.drop_column(column.name)
+    for column in reversed(_deployment_columns()):
+        op.drop_column("deployments", column.name)
+    for column in reversed(_subject_columns()):
+        op.drop_column("subjects", column.name)
