@@ -15,9 +15,11 @@ from openlfr.api.auth import create_user
 from openlfr.api.roles import Role
 from openlfr.live.deployment import create_deployment
 from openlfr.store.db import open_store
-from openlfr.store.models import Alert, Watchlist
+from openlfr.store.models import Alert, Deployment, Watchlist
 
 PASSWORD = "correct horse battery"
+# What every watchlist entry needs besides its reason (governance, issue 5).
+BASIS = {"legal_basis": "test warrant", "authorised_by": "insp-test"}
 
 
 def user_name(role: Role | str) -> str:
@@ -44,6 +46,13 @@ class Scene:
     alert_ids: list[str] = field(default_factory=list)
 
 
+def authorise_for_tests(deployment: Deployment) -> None:
+    """The authorisation record a deployment needs to run (governance tests check the rules)."""
+    deployment.dpia_ref, deployment.equality_ref = "DPIA-T", "EIA-T"
+    deployment.authorised_by, deployment.authorised_at = "insp-test", datetime.now(UTC)
+    deployment.signage_confirmed = True
+
+
 def plan_deployment(
     store: sessionmaker[Session], *, suppress: bool = False, watchlist: str = "demo"
 ) -> Scene:
@@ -65,6 +74,7 @@ def plan_deployment(
             created_by="officer",
         )
         d.suppress_no_match = suppress
+        authorise_for_tests(d)
         session.commit()
         return Scene(d.id, d.cameras[0].id)
 

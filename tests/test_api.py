@@ -6,18 +6,27 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from service_support import PASSWORD, insert_alert, plan_deployment, service_store, user_name
+from service_support import (
+    BASIS,
+    PASSWORD,
+    authorise_for_tests,
+    insert_alert,
+    plan_deployment,
+    service_store,
+    user_name,
+)
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from openlfr.api import create_app
 from openlfr.api.roles import Role
 from openlfr.governance.audit import verify_chain
-from openlfr.store.models import Adjudication, AuditEntry, ReferenceImage, Subject
+from openlfr.store.models import Adjudication, AuditEntry, Deployment, ReferenceImage, Subject
 
 
 @pytest.fixture
@@ -89,7 +98,7 @@ def test_enrol_by_upload_and_view_is_audited(client, store, astronaut) -> None:
     face = astronaut[:300, 80:380].copy()  # the portrait alone (the patch is a second "face")
     manager = login(client, Role.WATCHLIST_MANAGER)
     assert client.post("/api/watchlists", headers=manager, json={"name": "demo"}).status_code == 201
-    subject = {"name": "eileen", "category": "missing-at-risk", "reason": "test enrolment"}
+    subject = {"name": "eileen", "category": "missing-at-risk", "reason": "test enrolment", **BASIS}
     made = client.post("/api/watchlists/demo/subjects", headers=manager, json=subject)
     assert made.status_code == 201, made.text
     upload = client.post(
@@ -121,7 +130,7 @@ def test_upload_refuses_non_images_faceless_images_and_oversized_files(
 ) -> None:
     manager = login(client, Role.WATCHLIST_MANAGER)
     client.post("/api/watchlists", headers=manager, json={"name": "demo"})
-    subject = {"name": "bob", "category": "missing-at-risk", "reason": "test"}
+    subject = {"name": "bob", "category": "missing-at-risk", "reason": "test", **BASIS}
     client.post("/api/watchlists/demo/subjects", headers=manager, json=subject)
     url = "/api/watchlists/demo/subjects/bob/images"
     text = client.post(
@@ -164,7 +173,7 @@ def test_bad_names_json_and_ids_get_clear_4xx(client, store) -> None:
     bad_subject = client.post(
         "/api/watchlists/nope/subjects",
         headers=manager,
-        json={"name": "x", "category": "missing-at-risk", "reason": "r"},
+        json={"name": "x", "category": "missing-at-risk", "reason": "r", **BASIS},
     )
     assert bad_subject.status_code == 404
     with store() as session:
@@ -180,12 +189,18 @@ def test_deployment_planned_and_refused_start_says_why(client, store) -> None:
         "location": "Square",
         "reason": "why here, why now",
         "watchlist": "empty",
-        "ends_at": "2099-01-01T00:00:00Z",
+        # within the policy's 12 h (a far-off end fails the length rule before anything else)
+        "ends_at": (datetime.now(UTC) + timedelta(hours=2)).isoformat(),
         "cameras": [{"name": "north", "source": "/dev/null"}],
     }
     made = client.post("/api/deployments", headers=officer, json=body)
     assert made.status_code == 201, made.text
     assert made.json()["created_by"] == user_name(Role.AUTHORISING_OFFICER)
+    started = client.post(f"/api/deployments/{made.json()['id']}/start", headers=officer)
+    assert started.status_code == 409 and "not been authorised" in started.json()["detail"]
+    with store() as session:  # authorised (the rules are in test_governance): now the list
+        authorise_for_tests(session.get(Deployment, made.json()["id"]))
+        session.commit()
     started = client.post(f"/api/deployments/{made.json()['id']}/start", headers=officer)
     assert started.status_code == 409 and "no current subject" in started.json()["detail"]
     past = client.post(

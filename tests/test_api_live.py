@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from service_support import (
     LiveServer,
+    authorise_for_tests,
     insert_alert,
     plan_deployment,
     read_events,
@@ -81,6 +82,9 @@ def test_deployment_started_from_the_api_streams_its_alert(database_url, test_da
         }
         made = httpx.post(f"{server.url}/api/deployments", headers=officer, json=body)
         assert made.status_code == 201, made.text
+        with store() as session:
+            authorise_for_tests(session.get(Deployment, made.json()["id"]))
+            session.commit()
         thread, events = _listen(server.url, token_for(store, Role.REVIEWER), 1, 120)
         started = httpx.post(
             f"{server.url}/api/deployments/{made.json()['id']}/start", headers=officer, timeout=60

@@ -54,6 +54,10 @@ def test_enrol_and_identify_people_from_other_photos(cast: tuple[Path, Path]) ->
         "wanted-by-courts",
         "--reason",
         "test enrolment",
+        "--legal-basis",
+        "test",
+        "--authorised-by",
+        "insp-test",
         "--expires",
         "2099-01-01",
     )
@@ -105,6 +109,10 @@ def test_enrol_and_identify_people_from_other_photos(cast: tuple[Path, Path]) ->
         "wanted-by-courts",
         "--reason",
         "again",
+        "--legal-basis",
+        "test",
+        "--authorised-by",
+        "insp-test",
     )
     assert code == 0 and "16 already enrolled" in err
 
@@ -133,6 +141,10 @@ def test_import_reports_images_with_no_face_or_several(
         "missing-at-risk",
         "--reason",
         "test",
+        "--legal-basis",
+        "test",
+        "--authorised-by",
+        "insp-test",
     )
     assert code == 1
     assert "bbt2.jpg" in err and "faces found" in err
@@ -161,7 +173,18 @@ def test_clear_errors_for_unknown_watchlist_category_and_date(tmp_path: Path) ->
     _run("watchlist", "create", "w")
     (tmp_path / "someone").mkdir()
     code, _, err = _run(
-        "watchlist", "import", "w", str(tmp_path), "--category", "associates", "--reason", "r"
+        "watchlist",
+        "import",
+        "w",
+        str(tmp_path),
+        "--category",
+        "associates",
+        "--reason",
+        "r",
+        "--legal-basis",
+        "test",
+        "--authorised-by",
+        "insp-test",
     )
     assert code == 2 and "not allowed by the policy" in err
     code, _, err = _run(
@@ -173,6 +196,10 @@ def test_clear_errors_for_unknown_watchlist_category_and_date(tmp_path: Path) ->
         "risk-of-harm",
         "--reason",
         "r",
+        "--legal-basis",
+        "test",
+        "--authorised-by",
+        "insp-test",
         "--expires",
         "soon",
     )

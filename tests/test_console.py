@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from service_support import (
+    BASIS,
     PASSWORD,
     LiveServer,
     insert_alert,
@@ -72,7 +73,12 @@ def test_reviewer_adjudicates_a_live_alert_by_keyboard(
     face = astronaut[:300, 80:380].copy()
     with LiveServer(create_app(store)) as server:
         manager = {"Authorization": f"Bearer {token_for(store, Role.WATCHLIST_MANAGER)}"}
-        subject = {"name": "eileen", "category": "missing-at-risk", "reason": "test enrolment"}
+        subject = {
+            "name": "eileen",
+            "category": "missing-at-risk",
+            "reason": "test enrolment",
+            **BASIS,
+        }
         httpx.post(f"{server.url}/api/watchlists/demo/subjects", headers=manager, json=subject)
         httpx.post(
             f"{server.url}/api/watchlists/demo/subjects/eileen/images",

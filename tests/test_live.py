@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from openlfr.cli import app
 from openlfr.errors import OpenLFRError
+from openlfr.governance.authorisation import authorise_deployment
 from openlfr.governance.policy import Policy
 from openlfr.live.deployment import (
     create_deployment,
@@ -61,6 +62,8 @@ def _enrol(session, watchlist, name: str, image: np.ndarray) -> None:  # type: i
         added_by="test",
         expires_on=None,
         policy=Policy(),
+        legal_basis="test",
+        authorised_by="test-inspector",
     )
     ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     add_reference_image(
@@ -87,7 +90,11 @@ def _plan(factory, name: str, lasts: timedelta, camera: str) -> int:  # type: ig
             ends_at=datetime.now(UTC) + lasts,
             cameras={"cam": camera},
             created_by="test",
+            dpia_ref="DPIA-T",
+            equality_ref="EIA-T",
+            signage_confirmed=True,
         )
+        authorise_deployment(session, deployment, by="insp-test", policy=Policy())
         session.commit()
         return deployment.id
 

@@ -46,6 +46,8 @@ def _subject(session, watchlist, name: str, **overrides):  # type: ignore[no-unt
         added_by="pc1",
         expires_on=None,
         policy=Policy(),
+        legal_basis="warrant 123",
+        authorised_by="insp1",
     )
     fields.update(overrides)
     return add_subject(session, watchlist, **fields)

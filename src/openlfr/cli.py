@@ -27,6 +27,10 @@ user_app = typer.Typer(help="Operator accounts (bootstrap the first admin).", no
 app.add_typer(user_app, name="user")
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+subject_app = typer.Typer(help="Data subjects' rights: find, export, erase.", no_args_is_help=True)
+app.add_typer(subject_app, name="subject")
+retention_app = typer.Typer(help="Purge what the policy no longer keeps.", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
 
 err = Console(stderr=True, soft_wrap=True)  # paths in messages stay whole, greppable
 
@@ -86,6 +90,14 @@ def watchlist_import(
     ],
     category: Annotated[str, typer.Option(help="Policy category, e.g. wanted-by-courts.")],
     reason: Annotated[str, typer.Option(help="Why these people are on the list.")],
+    legal_basis: Annotated[
+        str, typer.Option(help="The law the entries rest on, e.g. 'warrant 123 (MCA 1980 s.1)'.")
+    ],
+    authorised_by: Annotated[str, typer.Option(help="Who authorised these entries.")],
+    minor: Annotated[
+        bool,
+        typer.Option("--minor", help="The subjects are under 18 (refused unless policy allows)."),
+    ] = False,
     expires: Annotated[str | None, typer.Option(help="Expiry date, YYYY-MM-DD.")] = None,
     source: Annotated[str, typer.Option(help="Where the images came from.")] = "",
     added_by: Annotated[str | None, typer.Option(help="Who adds them (default: you).")] = None,
@@ -120,12 +132,31 @@ def watchlist_import(
                 added_by=added_by or getpass.getuser(),
                 expires_on=expires_on,
                 policy=load_policy(),
+                legal_basis=legal_basis,
+                authorised_by=authorised_by,
+                minor=minor,
                 upsample=upsample,
                 workers=workers,
                 on_image=lambda _: progress.advance(task),
             )
         except OpenLFRError as exc:
             raise _fail(exc) from exc
+        if report.subjects_added:
+            from openlfr.governance import audit
+            from openlfr.store.watchlists import get_subject
+
+            # Ids, not names: the log outlives an erasure (openlfr subject erase).
+            added = [get_subject(session, watchlist, n) for n in report.subjects_added]
+            ids = ",".join(str(s.id) for s in added if s is not None)
+            why = f"{category}; legal basis: {legal_basis}; authorised by {authorised_by}"
+            audit.append(
+                session,
+                actor=f"cli:{getpass.getuser()}",
+                action="enrol",
+                obj=f"watchlist:{watchlist.name}:subject-ids:{ids}",
+                purpose=why[:500],
+            )
+            session.commit()
     for path, why in report.problems:
         err.print(f"[yellow]not enrolled[/yellow] {path}: {why}")
     for subject in report.subjects_without_images:
@@ -619,8 +650,21 @@ def deployment_create(
         float | None, typer.Option(help="Alert threshold (default: calibrated for the list).")
     ] = None,
     created_by: Annotated[str | None, typer.Option(help="Who plans it (default: you).")] = None,
+    area: Annotated[str, typer.Option(help="The targeted area (streets, zone).")] = "",
+    dpia_ref: Annotated[str, typer.Option(help="Data protection impact assessment ref.")] = "",
+    equality_ref: Annotated[str, typer.Option(help="Equality impact assessment ref.")] = "",
+    signage_confirmed: Annotated[
+        bool, typer.Option("--signage-confirmed", help="Notices are up at the area.")
+    ] = False,
+    threshold_override_reason: Annotated[
+        str | None, typer.Option(help="Why a threshold below the policy's minimum is needed.")
+    ] = None,
 ) -> None:
-    """Plan a deployment: who, where, when, why, which watchlist, which cameras."""
+    """Plan a deployment: who, where, when, why, which watchlist, which cameras.
+
+    It runs only once someone else authorises it ('openlfr deployment authorise') and the
+    signage is confirmed."""
+    from openlfr.governance import audit
     from openlfr.live.deployment import create_deployment
 
     cameras = {}
@@ -644,14 +688,65 @@ def deployment_create(
                 cameras=cameras,
                 created_by=created_by or getpass.getuser(),
                 threshold=threshold,
+                area=area,
+                dpia_ref=dpia_ref,
+                equality_ref=equality_ref,
+                signage_confirmed=signage_confirmed,
+                threshold_override_reason=threshold_override_reason,
             )
         except OpenLFRError as exc:
             raise _fail(exc) from exc
+        audit.append(
+            session,
+            actor=deployment.created_by,
+            action="deployment-plan",
+            obj=f"deployment:{deployment.id}:{deployment.watchlist_name}",
+            purpose=deployment.reason[:500],
+        )
         session.commit()
         print(deployment.id)
     err.print(
-        f"deployment {deployment.id} planned: run it with 'openlfr deployment run {deployment.id}'"
+        f"deployment {deployment.id} planned: it needs 'openlfr deployment authorise "
+        f"{deployment.id} --by NAME' (someone else) before 'openlfr deployment run'"
     )
+
+
+@deployment_app.command("authorise")
+def deployment_authorise(
+    deployment_id: int,
+    by: Annotated[str, typer.Option(help="The authorising officer (not the requester).")],
+) -> None:
+    """Authorise a planned deployment (recorded and audited)."""
+    from openlfr.governance.authorisation import authorise_deployment
+    from openlfr.governance.policy import load_policy
+    from openlfr.live.deployment import get_deployment
+
+    with _session() as session:
+        try:
+            deployment = get_deployment(session, deployment_id)
+            authorise_deployment(session, deployment, by=by, policy=load_policy())
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+        session.commit()
+    err.print(f"deployment {deployment_id} authorised by {by}")
+
+
+@deployment_app.command("confirm-signage")
+def deployment_confirm_signage(
+    deployment_id: int,
+    by: Annotated[str, typer.Option(help="Who checked the notices at the area.")],
+) -> None:
+    """Record that the public notices are up at the deployment's area (audited)."""
+    from openlfr.governance.authorisation import confirm_signage
+    from openlfr.live.deployment import get_deployment
+
+    with _session() as session:
+        try:
+            confirm_signage(session, get_deployment(session, deployment_id), by=by)
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+        session.commit()
+    err.print(f"deployment {deployment_id}: signage confirmed by {by}")
 
 
 @deployment_app.command("list")
@@ -717,6 +812,13 @@ def deployment_show(
             "end_reason": d.end_reason,
             "snapshot_size": d.snapshot_size,
             "created_by": d.created_by,
+            "area": d.area,
+            "dpia_ref": d.dpia_ref,
+            "equality_ref": d.equality_ref,
+            "signage_confirmed": d.signage_confirmed,
+            "authorised_by": d.authorised_by,
+            "authorised_at": str(d.authorised_at) if d.authorised_at else None,
+            "threshold_override_reason": d.threshold_override_reason,
             "cameras": [
                 {
                     "name": c.name,
@@ -847,6 +949,126 @@ def audit_verify() -> None:
         return
     err.print(f"[red]audit chain broken[/red] at entry {result.first_bad_id}: {result.problem}")
     raise typer.Exit(1)
+
+
+# --- governance -------------------------------------------------------------------------------
+
+
+@retention_app.command("run")
+def retention_run(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only say what would be deleted.")
+    ] = False,
+) -> None:
+    """Delete alerts, false alerts and watchlist copies past the policy's retention periods;
+    each purge is audited (counts and ids only)."""
+    from openlfr.governance.policy import load_policy
+    from openlfr.governance.retention import run_retention
+    from openlfr.store.models import utcnow
+
+    with _session() as session:
+        try:
+            result = run_retention(
+                session, utcnow(), load_policy(), dry_run=dry_run, actor=f"cli:{getpass.getuser()}"
+            )
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+        session.commit()
+    for line in result.lines():
+        print(line)
+
+
+@app.command()
+def report(
+    output: Annotated[Path, typer.Option(help="File to write.")],
+    deployment: Annotated[int | None, typer.Option(help="One deployment's report.")] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="Period start, YYYY-MM-DD (UTC).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="Period end, YYYY-MM-DD, exclusive.")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="html, pdf, csv or json.")] = "html",
+) -> None:
+    """Transparency report without personal data, per deployment or period.
+
+    Alerts, true and false alerts, engagements, arrests, rates and charts (docs/governance.md).
+    """
+    from openlfr.governance.reports import build_report, write_report
+
+    with _session() as session:
+        try:
+            made = build_report(
+                session,
+                deployment_id=deployment,
+                start=_when(start) if start else None,
+                end=_when(end) if end else None,
+            )
+            write_report(made, output, fmt)
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+    err.print(f"report on {len(made.deployments)} deployments written to {output}")
+
+
+PurposeOption = Annotated[str, typer.Option(help="Why (recorded in the audit log).")]
+
+
+@subject_app.command("find")
+def subject_find(name: str, purpose: PurposeOption = "subject access request") -> None:
+    """What is held about NAME: watchlist entries and alerts (the look-up is audited)."""
+    from openlfr.governance import audit
+    from openlfr.governance.subject_rights import find
+
+    with _session() as session:
+        held = find(session, name)
+        for subject in held.subjects:
+            print(
+                f"entry {subject.id}: watchlist {subject.watchlist.name}, {subject.category}, "
+                f"{len(subject.images)} images, expires {subject.expires_on or 'never'}"
+            )
+        for alert in held.alerts:
+            print(f"alert {alert.id}: deployment {alert.deployment_id}, {alert.raised_at:%Y-%m-%d}")
+        audit.append(
+            session,
+            actor=f"cli:{getpass.getuser()}",
+            action="subject-find",
+            obj=held.summary(),
+            purpose=purpose,
+        )
+        session.commit()
+    err.print(f"{len(held.subjects)} watchlist entries, {len(held.alerts)} alerts")
+
+
+@subject_app.command("export")
+def subject_export(
+    name: str,
+    output: Annotated[Path, typer.Option(help="Folder to write subject.json and images to.")],
+    purpose: PurposeOption = "subject access request",
+) -> None:
+    """Export everything held about NAME: records as JSON, images as files (audited)."""
+    from openlfr.governance.subject_rights import export
+
+    with _session() as session:
+        try:
+            held = export(session, name, output, actor=f"cli:{getpass.getuser()}", purpose=purpose)
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+        session.commit()
+    err.print(f"exported {len(held.subjects)} entries and {len(held.alerts)} alerts to {output}")
+
+
+@subject_app.command("erase")
+def subject_erase(name: str, purpose: PurposeOption = "erasure request") -> None:
+    """Erase NAME: entries, images, templates, alerts about them (audited without the name)."""
+    from openlfr.governance.subject_rights import erase
+
+    with _session() as session:
+        try:
+            held = erase(session, name, actor=f"cli:{getpass.getuser()}", purpose=purpose)
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+        session.commit()
+    err.print(f"erased {len(held.subjects)} entries and {len(held.alerts)} alerts")
 
 
 def main() -> None:  # pragma: no cover

@@ -21,6 +21,7 @@ from openlfr.api.limits import max_body_bytes
 from openlfr.api.live import AlertPoller, Broadcaster, DeploymentRunner
 from openlfr.api.routers import alerts, audit, auth, deployments, events, users, watchlists
 from openlfr.errors import ImageError, NotFoundError, OpenLFRError, PolicyError
+from openlfr.governance.scheduler import RetentionScheduler
 from openlfr.live.deployment import DeploymentError
 
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
@@ -131,11 +132,14 @@ def create_app(store: sessionmaker[Session] | None = None, *, poll_alerts: bool 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        retention = RetentionScheduler(store)  # hourly purges (openlfr.governance.retention)
+        retention.start()
         if poller:
             poller.start()
         try:
             yield
         finally:
+            retention.stop()
             if poller:
                 poller.stop()
             runner.shutdown()

@@ -85,6 +85,9 @@ class SubjectCreate(BaseModel):
     reason: Annotated[str, StringConstraints(min_length=1, max_length=10_000, pattern=NO_NUL)]
     image_source: Text = ""
     expires_on: date | None = None
+    legal_basis: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+    authorised_by: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    date_of_birth: date | None = None
 
 
 class ImageOut(Orm):
@@ -129,6 +132,11 @@ class DeploymentCreate(BaseModel):
     suppress_no_match: bool = Field(
         False, description="a 'no match' decision stops that face alerting for that subject"
     )
+    area: Text = ""
+    dpia_ref: Text = ""
+    equality_ref: Text = ""
+    signage_confirmed: bool = False
+    threshold_override_reason: Text | None = None
 
 
 class CameraOut(Orm):
@@ -158,6 +166,13 @@ class DeploymentOut(Orm):
     end_reason: str | None
     snapshot_size: int | None
     suppress_no_match: bool
+    area: str = ""
+    dpia_ref: str = ""
+    equality_ref: str = ""
+    signage_confirmed: bool = False
+    authorised_by: str | None = None
+    authorised_at: datetime | None = None
+    threshold_override_reason: str | None = None
     cameras: list[CameraOut]
     seconds_left: float | None = None
     faces_processed: int = 0

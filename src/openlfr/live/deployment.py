@@ -28,7 +28,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from openlfr.errors import NotFoundError, OpenLFRError, PolicyError
+from openlfr.governance import audit
+from openlfr.governance.authorisation import check_can_start, check_threshold
 from openlfr.governance.policy import Policy, load_policy
+from openlfr.governance.review import flag_expired
 from openlfr.live.pipeline import AlertEvent, CameraCounts, LiveConfig, LivePipeline
 from openlfr.live.runner import run_camera
 from openlfr.live.sources import open_source
@@ -72,11 +75,19 @@ def create_deployment(
     created_by: str,
     threshold: float | None = None,
     policy: Policy | None = None,
+    area: str = "",
+    dpia_ref: str = "",
+    equality_ref: str = "",
+    signage_confirmed: bool = False,
+    threshold_override_reason: str | None = None,
 ) -> Deployment:
-    """Record a planned deployment; refuses an empty reason, no camera, a past end, or a
-    length the policy does not allow."""
+    """Record a planned deployment; refuses an empty reason, no camera, a past end, a length
+    the policy does not allow, and a threshold below the policy's minimum without a written
+    override reason (the override is audited). It still needs authorising before it runs."""
     policy = policy or load_policy()
-    get_watchlist(session, watchlist)  # must exist now; it is frozen at start
+    wl = get_watchlist(session, watchlist)  # must exist now; it is frozen at start
+    current = sum(1 for s in wl.subjects if not s.expired(utcnow().date()))
+    check_threshold(threshold, current, threshold_override_reason, policy)
     starts_at, ends_at = as_utc(starts_at), as_utc(ends_at)
     if not reason.strip() or not location.strip():
         raise DeploymentError("a deployment needs a location and a written reason")
@@ -103,6 +114,11 @@ def create_deployment(
         created_by=created_by,
         status="planned",
         stop_requested=False,
+        area=area,
+        dpia_ref=dpia_ref,
+        equality_ref=equality_ref,
+        signage_confirmed=signage_confirmed,
+        threshold_override_reason=(threshold_override_reason or "").strip() or None,
     )
     deployment.cameras = [
         Camera(name=cam, source=src, frames=0, frames_dropped=0, faces_processed=0, alerts=0)
@@ -110,6 +126,14 @@ def create_deployment(
     ]
     session.add(deployment)
     session.flush()
+    if deployment.threshold_override_reason and threshold is not None:
+        audit.append(
+            session,
+            actor=created_by,
+            action="threshold-override",
+            obj=f"deployment:{deployment.id}:threshold={threshold:g}",
+            purpose=deployment.threshold_override_reason[:500],
+        )
     return deployment
 
 
@@ -133,6 +157,7 @@ def freeze_snapshot(session: Session, deployment: Deployment, policy: Policy | N
         .where(Subject.watchlist_id == watchlist.id, Template.model == EMBEDDING_MODEL)
     ).all()
     subjects = set()
+    flag_expired(session, today)  # left out below, and flagged so that someone reviews them
     for subject, image, embedding in rows:
         if subject.expired(today):
             continue
@@ -270,7 +295,18 @@ def run_deployment(
             raise DeploymentError(
                 f"deployment {deployment_id} is authorised from {deployment.starts_at} UTC"
             )
-        size = freeze_snapshot(session, deployment)
+        policy = load_policy()
+        if not deployment.authorised_by or not deployment.signage_confirmed:
+            check_can_start(deployment, 1, policy)  # says which is missing, before any copy
+        size = freeze_snapshot(session, deployment, policy)
+        check_can_start(deployment, size, policy)  # the threshold, against the frozen size
+        audit.append(
+            session,
+            actor=deployment.authorised_by or "system",
+            action="deployment-run",
+            obj=f"deployment:{deployment.id}:subjects={size}",
+            purpose="watchlist frozen, cameras starting",
+        )
         deployment.status, deployment.started_at = "running", now
         deployment.runner_pid, deployment.runner_host = os.getpid(), socket.gethostname()
         deployment.snapshot_size = size

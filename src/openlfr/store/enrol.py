@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from openlfr.errors import PolicyError
 from openlfr.governance.policy import Policy
 from openlfr.store.models import Watchlist
 from openlfr.store.watchlists import add_reference_image, add_subject, get_subject
@@ -48,6 +49,9 @@ def import_folder(
     added_by: str,
     expires_on: date | None,
     policy: Policy,
+    legal_basis: str,
+    authorised_by: str,
+    minor: bool = False,
     upsample: int = 1,
     workers: int | None = None,
     on_image: Callable[[str], None] | None = None,
@@ -59,6 +63,13 @@ def import_folder(
     their content and not added twice).
     """
     policy.check_category(category)
+    # Refuse before the slow part: a missing legal basis or authoriser fails every subject.
+    if not legal_basis.strip() or not authorised_by.strip():
+        raise PolicyError("watchlist entries need a legal basis and an authoriser")
+    if minor and not policy.watchlist.allow_under_18:
+        raise PolicyError(
+            "the policy does not allow people under 18 on a watchlist (watchlist.allow_under_18)"
+        )
     report = ImportReport()
     people = sorted(p for p in folder.iterdir() if p.is_dir())
     jobs = [(person.name, path) for person in people for path in list_images([person])]
@@ -91,6 +102,9 @@ def import_folder(
                 added_by=added_by,
                 expires_on=expires_on,
                 policy=policy,
+                legal_basis=legal_basis,
+                authorised_by=authorised_by,
+                minor=minor,
             )
             report.subjects_added.append(person.name)
         known = {image.sha256 for image in subject.images}

@@ -55,6 +55,13 @@ class Subject(Base):
     added_by: Mapped[str] = mapped_column(String(200))
     expires_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The law the entry rests on (e.g. "PACE s.24; warrant 123") and who authorised it.
+    legal_basis: Mapped[str] = mapped_column(Text, default="")
+    authorised_by: Mapped[str] = mapped_column(Text, default="")
+    # Set when the entry needs a human look (e.g. expired); cleared by re-authorising it.
+    review_flag: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Only where known: it lets the policy's allow_under_18 rule be checked.
+    date_of_birth: Mapped[date | None] = mapped_column(Date, nullable=True)
 
     watchlist: Mapped[Watchlist] = relationship(back_populates="subjects")
     images: Mapped[list[ReferenceImage]] = relationship(
@@ -129,6 +136,21 @@ class Deployment(Base):
     snapshot_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # opt-in: a reviewer's "no match" stops that face alerting for that subject again
     suppress_no_match: Mapped[bool] = mapped_column(default=False)
+    # Authorisation record (College of Policing APP): ``reason`` is the justification and
+    # ``created_by`` the requester; the authoriser must be someone else.
+    area: Mapped[str] = mapped_column(Text, default="")
+    dpia_ref: Mapped[str] = mapped_column(Text, default="")
+    equality_ref: Mapped[str] = mapped_column(Text, default="")
+    signage_confirmed: Mapped[bool] = mapped_column(default=False)
+    authorised_by: Mapped[str | None] = mapped_column(Text, nullable=True)
+    authorised_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    threshold_override_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Alerts that retention purged, as counts only, so that transparency figures survive them.
+    purged_alerts: Mapped[int] = mapped_column(Integer, default=0)
+    purged_true_alerts: Mapped[int] = mapped_column(Integer, default=0)
+    purged_false_alerts: Mapped[int] = mapped_column(Integer, default=0)
+    purged_engagements: Mapped[int] = mapped_column(Integer, default=0)
+    purged_arrests: Mapped[int] = mapped_column(Integer, default=0)
 
     cameras: Mapped[list[Camera]] = relationship(
         back_populates="deployment", cascade="all, delete-orphan", order_by="Camera.id"

@@ -10,7 +10,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from openlfr.errors import NotFoundError, OpenLFRError
+from openlfr.errors import NotFoundError, OpenLFRError, PolicyError
 from openlfr.governance.policy import Policy
 from openlfr.store.models import ReferenceImage, Subject, Template, Watchlist
 from openlfr.vision.faces import Face
@@ -45,6 +45,15 @@ def get_subject(session: Session, watchlist: Watchlist, name: str) -> Subject | 
     )
 
 
+def is_under_18(date_of_birth: date | None, today: date | None = None) -> bool:
+    """True when the date of birth is known and less than 18 years ago."""
+    if date_of_birth is None:
+        return False
+    today = today or date.today()
+    had_birthday = (today.month, today.day) >= (date_of_birth.month, date_of_birth.day)
+    return today.year - date_of_birth.year - (0 if had_birthday else 1) < 18
+
+
 def add_subject(
     session: Session,
     watchlist: Watchlist,
@@ -56,14 +65,27 @@ def add_subject(
     added_by: str,
     expires_on: date | None,
     policy: Policy,
+    legal_basis: str,
+    authorised_by: str,
+    date_of_birth: date | None = None,
+    minor: bool = False,
 ) -> Subject:
-    """Add a subject; refuses categories the policy does not allow, a missing reason, and a past
-    expiry date."""
+    """Add a subject; refuses categories the policy does not allow, a missing reason, legal
+    basis or authoriser, a past expiry date, and (unless the policy allows it) a person under
+    18, known from ``date_of_birth`` or declared with ``minor``."""
     policy.check_category(category)
     if not reason.strip():
         raise OpenLFRError("a subject needs a written reason for being on the watchlist")
+    if not legal_basis.strip():
+        raise PolicyError("a subject needs the legal basis for the entry (--legal-basis)")
+    if not authorised_by.strip():
+        raise PolicyError("a subject needs the name of who authorised the entry (--authorised-by)")
     if expires_on is not None and expires_on < date.today():
         raise OpenLFRError(f"expiry date {expires_on} is in the past")
+    if (minor or is_under_18(date_of_birth)) and not policy.watchlist.allow_under_18:
+        raise PolicyError(
+            "the policy does not allow people under 18 on a watchlist (watchlist.allow_under_18)"
+        )
     subject = Subject(
         watchlist=watchlist,
         name=name,
@@ -72,6 +94,9 @@ def add_subject(
         image_source=image_source,
         added_by=added_by,
         expires_on=expires_on,
+        legal_basis=legal_basis.strip(),
+        authorised_by=authorised_by.strip(),
+        date_of_birth=date_of_birth,
     )
     session.add(subject)
     session.flush()

@@ -16,6 +16,8 @@ from openlfr.api.schemas import (
     RowId,
 )
 from openlfr.governance import audit
+from openlfr.governance.authorisation import authorise_deployment
+from openlfr.governance.policy import load_policy
 from openlfr.live.deployment import (
     DeploymentError,
     as_utc,
@@ -71,7 +73,7 @@ def create(body: DeploymentCreate, session: DbSession, user: Officer) -> Deploym
     audit.append(
         session,
         actor=user.name,
-        action="deployment-authorise",
+        action="deployment-plan",
         obj=f"deployment:{deployment.id}:{deployment.watchlist_name}",
         purpose=body.reason[:500],
     )
@@ -91,7 +93,22 @@ def _create(session: Session, body: DeploymentCreate, user: User) -> Deployment:
         cameras={c.name: c.source for c in body.cameras},
         created_by=user.name,
         threshold=body.threshold,
+        area=body.area,
+        dpia_ref=body.dpia_ref,
+        equality_ref=body.equality_ref,
+        signage_confirmed=body.signage_confirmed,
+        threshold_override_reason=body.threshold_override_reason,
     )
+
+
+@router.post("/{deployment_id}/authorise", response_model=DeploymentOut)
+def authorise(deployment_id: RowId, session: DbSession, user: Officer) -> DeploymentOut:
+    """Authorise a planned deployment as the logged-in officer (who must not have planned it)."""
+    deployment = authorise_deployment(
+        session, get_deployment(session, deployment_id), by=user.name, policy=load_policy()
+    )
+    session.commit()
+    return deployment_out(session, deployment)
 
 
 @router.get("/{deployment_id}", response_model=DeploymentOut)

@@ -121,6 +121,9 @@ def enrol_subject(name: str, body: SubjectCreate, session: DbSession, user: Mana
         added_by=user.name,
         expires_on=body.expires_on,
         policy=load_policy(),
+        legal_basis=body.legal_basis,
+        authorised_by=body.authorised_by,
+        date_of_birth=body.date_of_birth,
     )
     audit.append(
         session,

@@ -246,6 +246,7 @@ async function loadBoard() {
   for (const d of deployments) {
     const actions = el("span");
     if (state.user.role === "authorising-officer") {
+      if (d.status === "planned" && !d.authorised_by) actions.append(action("Authorise", () => postJson(`/api/deployments/${d.id}/authorise`, {})));
       if (d.status === "planned") actions.append(action("Start", () => postJson(`/api/deployments/${d.id}/start`, {})));
       if (d.status === "running") actions.append(action("Stop", () => postJson(`/api/deployments/${d.id}/stop`, {})));
     }
@@ -309,7 +310,8 @@ $("#subject-form").addEventListener("submit", async (event) => {
   const form = new FormData(event.target);
   const list = encodeURIComponent(state.watchlist);
   const subject = { name: form.get("name"), category: form.get("category"), reason: form.get("reason"),
-    image_source: form.get("image_source"), expires_on: form.get("expires_on") || null };
+    image_source: form.get("image_source"), expires_on: form.get("expires_on") || null,
+    legal_basis: form.get("legal_basis"), authorised_by: form.get("authorised_by") };
   try {
     await postJson(`/api/watchlists/${list}/subjects`, subject);
     const upload = new FormData();
