@@ -592,8 +592,9 @@ def test_api_authorise_by_another_officer(database_url: str) -> None:
         assert done.json()["authorised_by"] == "second_officer"
 
 
-def test_migration_0004_keeps_existing_rows(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """On SQLite a table rebuild with foreign keys on would cascade: cameras, images must stay."""
+def test_migrations_keep_existing_rows(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """On SQLite a table rebuild with foreign keys on would cascade: cameras, images must stay
+    through every migration since deployments exist (0003 and 0004), up and down."""
     from alembic import command
 
     from openlfr.store.db import alembic_config, make_engine
@@ -602,21 +603,21 @@ def test_migration_0004_keeps_existing_rows(tmp_path) -> None:  # type: ignore[n
     engine, cfg = make_engine(url), alembic_config(url)
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "0003")
+        command.upgrade(cfg, "0002")
     rows = [
         "insert into watchlists values (1, 'w', '', '2026-01-01')",
         "insert into subjects (id, watchlist_id, name, category, reason, image_source, added_by,"
         " created_at) values (1, 1, 'a', 'c', 'r', '', 'x', '2026-01-01')",
         "insert into reference_images values (1, 1, 'f', x'00', 's', 1, 1, '2026-01-01')",
         "insert into deployments (id, name, location, reason, watchlist_name, starts_at, ends_at,"
-        " created_by, created_at, status, stop_requested, suppress_no_match) values (1, 'd', 'l',"
-        " 'r', 'w', '2026-01-01', '2026-01-02', 'x', '2026-01-01', 'ended', 0, 0)",
+        " created_by, created_at, status, stop_requested) values (1, 'd', 'l',"
+        " 'r', 'w', '2026-01-01', '2026-01-02', 'x', '2026-01-01', 'ended', 0)",
         "insert into cameras values (1, 1, 'c', 's', 0, 0, 0, 0, null)",
     ]
     with engine.begin() as connection:
         for sql in rows:
             connection.exec_driver_sql(sql)
-    for target in ("head", "0003", "head"):
+    for target in ("head", "0002", "head"):
         with engine.begin() as connection:
             cfg.attributes["connection"] = connection
             (command.upgrade if target == "head" else command.downgrade)(cfg, target)

@@ -78,14 +78,15 @@ def upgrade() -> None:
         sa.Column("created_by", sa.String(100), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
-    with op.batch_alter_table("deployments") as batch:
-        batch.add_column(
-            sa.Column("suppress_no_match", sa.Boolean, nullable=False, server_default=sa.false())
-        )
+    # Plain ALTER TABLE, not batch mode: SQLite's batch "recreate" drops the table, and with
+    # foreign keys on that cascades to every camera and alert of existing deployments.
+    op.add_column(
+        "deployments",
+        sa.Column("suppress_no_match", sa.Boolean, nullable=False, server_default=sa.false()),
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("deployments") as batch:
-        batch.drop_column("suppress_no_match")
+    op.drop_column("deployments", "suppress_no_match")
     for table in ("suppressions", "audit_log", "adjudications", "auth_sessions", "users"):
         op.drop_table(table)
