@@ -13,15 +13,14 @@ means "dlib throughout". HOG always runs in dlib.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, Literal
 
 import numpy as np
 
 from openlfr.vision import models
-from openlfr.vision.embed import BACKENDS, Backend, requested_backend
+from openlfr.vision.backends import Backend, backend_setting, onnx_runtime_available, usable
+from openlfr.vision.embed import requested_backend
 
 DetectorName = Literal["hog", "mmod"]
 
@@ -31,38 +30,17 @@ log = logging.getLogger(__name__)
 def requested_detector_backend() -> Backend:
     """``$OPENLFR_DETECTOR_BACKEND`` (``onnx`` or ``dlib``); when unset, the embedding
     backend setting (``$OPENLFR_EMBEDDING_BACKEND``, ``onnx`` when unset)."""
-    value = os.environ.get("OPENLFR_DETECTOR_BACKEND", "").strip().lower()
-    if not value:
-        return requested_backend()
-    if value not in BACKENDS:
-        raise ValueError(
-            f"OPENLFR_DETECTOR_BACKEND={value!r} is not a backend: use 'onnx' or 'dlib'"
-        )
-    return value  # type: ignore[return-value]
+    return backend_setting("OPENLFR_DETECTOR_BACKEND") or requested_backend()
 
 
-@cache
-def _onnx_runtime_available() -> bool:
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError as exc:
-        log.warning(
-            "ONNX Runtime is not available (%s): detecting faces with dlib's MMOD instead, "
-            "which is slower (pip install onnx onnxruntime)",
-            exc,
-        )
-        return False
-    return True
+# Tests clear this cache to simulate a missing ONNX Runtime; the function is shared.
+_onnx_runtime_available = onnx_runtime_available
 
 
 def active_detector_backend() -> Backend:
     """The backend MMOD detection uses now: the requested one, or dlib if ONNX Runtime
     cannot be imported (warned about once)."""
-    backend = requested_detector_backend()
-    if backend == "onnx" and not _onnx_runtime_available():
-        return "dlib"
-    return backend
+    return usable(requested_detector_backend())
 
 
 @dataclass(frozen=True, slots=True)

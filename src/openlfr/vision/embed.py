@@ -11,55 +11,33 @@ the same model tag and can be compared.
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Sequence
-from functools import cache
-from typing import Literal
 
 import numpy as np
 
 from openlfr.vision import models
+from openlfr.vision.backends import (
+    Backend,
+    backend_setting,
+    onnx_runtime_available,
+    usable,
+)
 
 EMBEDDING_SIZE = 128
-BACKENDS = ("onnx", "dlib")
-Backend = Literal["onnx", "dlib"]
 
-log = logging.getLogger(__name__)
+# Tests clear this cache to simulate a missing ONNX Runtime; the function is shared.
+_onnx_runtime_available = onnx_runtime_available
 
 
 def requested_backend() -> Backend:
     """``$OPENLFR_EMBEDDING_BACKEND`` (``onnx`` or ``dlib``), ``onnx`` when unset."""
-    value = os.environ.get("OPENLFR_EMBEDDING_BACKEND", "onnx").strip().lower() or "onnx"
-    if value not in BACKENDS:
-        raise ValueError(
-            f"OPENLFR_EMBEDDING_BACKEND={value!r} is not a backend: use 'onnx' or 'dlib'"
-        )
-    return value  # type: ignore[return-value]
-
-
-@cache
-def _onnx_runtime_available() -> bool:
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError as exc:
-        log.warning(
-            "ONNX Runtime is not available (%s): embedding with dlib instead, which is slower "
-            "(pip install onnx onnxruntime)",
-            exc,
-        )
-        return False
-    return True
+    return backend_setting("OPENLFR_EMBEDDING_BACKEND") or "onnx"
 
 
 def active_backend() -> Backend:
     """The backend ``embed_chips`` uses now: the requested one, or dlib if ONNX Runtime
     cannot be imported (warned about once)."""
-    backend = requested_backend()
-    if backend == "onnx" and not _onnx_runtime_available():
-        return "dlib"
-    return backend
+    return usable(requested_backend())
 
 
 def raw_descriptors(chips: Sequence[np.ndarray], backend: Backend | None = None) -> np.ndarray:
