@@ -355,18 +355,23 @@ def _run_cameras(session: Session, deployment: Deployment, on_alert: Any, poll_s
     running = set(cameras)
     reason: str | None = None
     last_suppression = 0
+    next_check = 0.0
     while running:
         if time.time() >= deadline and reason is None:
             stop.set()
             reason = "time limit reached"
-        session.refresh(deployment, ["stop_requested"])
-        if deployment.suppress_no_match:
-            last_suppression = _forward_suppressions(
-                session, deployment.id, last_suppression, suppressions
-            )
-        if deployment.stop_requested and reason is None:
-            stop.set()
-            reason = "stopped by an operator"
+        # The store is asked about stop requests and suppressions once per poll interval,
+        # not once per event: a busy camera sends many events a second.
+        if time.monotonic() >= next_check:
+            next_check = time.monotonic() + poll_s
+            session.refresh(deployment, ["stop_requested"])
+            if deployment.suppress_no_match:
+                last_suppression = _forward_suppressions(
+                    session, deployment.id, last_suppression, suppressions
+                )
+            if deployment.stop_requested and reason is None:
+                stop.set()
+                reason = "stopped by an operator"
         try:
             kind, camera_id, payload = events.get(timeout=poll_s)
         except queue.Empty:

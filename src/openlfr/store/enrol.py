@@ -15,7 +15,6 @@ from openlfr.governance.policy import Policy
 from openlfr.store.models import Watchlist
 from openlfr.store.watchlists import add_reference_image, add_subject, get_subject
 from openlfr.vision.batch import ImageResult, analyse_files, list_images
-from openlfr.vision.image import load_image
 
 
 @dataclass
@@ -113,15 +112,14 @@ def import_folder(
             if hashlib.sha256(content).hexdigest() in known:
                 report.already_enrolled.append(str(path))
                 continue
-            height, width = load_image(content).shape[:2]
             add_reference_image(
                 session,
                 subject,
                 filename=path.name,
                 content=content,
                 face=result.faces[0],
-                width=width,
-                height=height,
+                width=result.width,
+                height=result.height,
             )
             report.enrolled.append(str(path))
         session.commit()

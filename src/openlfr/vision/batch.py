@@ -15,6 +15,7 @@ from pathlib import Path
 from openlfr.errors import ImageError
 from openlfr.vision.detect import DetectorName
 from openlfr.vision.faces import Face, find_faces
+from openlfr.vision.image import load_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
 
@@ -26,6 +27,8 @@ class ImageResult:
     path: str
     faces: list[Face] = field(default_factory=list)
     error: str | None = None
+    width: int = 0  # of the upright image, as decoded
+    height: int = 0
 
 
 def list_images(paths: Iterable[str | Path]) -> list[Path]:
@@ -52,13 +55,15 @@ def analyse_file(
 ) -> ImageResult:
     """``find_faces`` on one file, errors caught and reported rather than raised."""
     try:
-        faces = find_faces(path, detector=detector, upsample=upsample)
+        rgb = load_image(path)
+        faces = find_faces(rgb, detector=detector, upsample=upsample)
     except ImageError as exc:
         return ImageResult(str(path), error=str(exc))
     if not keep_chips:
         for face in faces:
             face.chip = None  # chips are large to send between processes and rarely needed
-    return ImageResult(str(path), faces)
+    height, width = rgb.shape[:2]
+    return ImageResult(str(path), faces, width=width, height=height)
 
 
 def _one_thread_per_worker() -> None:
