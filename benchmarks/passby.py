@@ -223,7 +223,7 @@ def run_naive(
     return Outcome(frames / wall, alerts)
 
 
-def raw_descriptors(watchlist: dict[str, np.ndarray], data: Path) -> dict[str, np.ndarray]:
+def dlib_length_descriptors(watchlist: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """dlib's un-normalised descriptors, as the naive recipe compares them: the stored ones are
     unit length, and dlib's are about 1.39 long (docs/calibration.md)."""
     return {n: v * 1.39 for n, v in watchlist.items()}
@@ -254,7 +254,7 @@ def main() -> None:
         )
         ours = score(walkers, run_openlfr(clip, walkers, watchlist))
         naive = score(
-            walkers, run_naive(clip, walkers, watchlist, raw_descriptors(watchlist, args.data))
+            walkers, run_naive(clip, walkers, watchlist, dlib_length_descriptors(watchlist))
         )
     table = Table(
         "measure",

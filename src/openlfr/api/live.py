@@ -187,9 +187,6 @@ class DeploymentRunner:
         finally:
             self.broadcaster.publish({"type": "deployment", "deployment_id": deployment_id})
 
-    def error(self, deployment_id: int) -> str | None:
-        return self._errors.get(deployment_id)
-
     def shutdown(self, timeout_s: float = 15.0) -> None:
         """Ask every deployment of this server to stop (each destroys its snapshot)."""
         from openlfr.live.deployment import request_stop

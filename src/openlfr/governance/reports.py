@@ -33,12 +33,12 @@ from sqlalchemy import select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from openlfr.errors import OpenLFRError  # noqa: E402
+from openlfr.governance.retention import ENGAGED  # noqa: E402
 from openlfr.live.deployment import as_utc, get_deployment  # noqa: E402
 from openlfr.matching import default_threshold  # noqa: E402
 from openlfr.store.models import Adjudication, Alert, Deployment  # noqa: E402
 
 FORMATS = ("html", "pdf", "csv", "json")
-ENGAGED = ("engaged", "arrested")
 
 
 @dataclass

@@ -38,7 +38,7 @@ from openlfr.store.models import (
     Suppression,
 )
 
-ENGAGED = ("engaged", "arrested")  # an arrest follows an engagement
+ENGAGED = ("engaged", "arrested")  # an arrest follows an engagement; reports count these too
 
 
 @dataclass

@@ -47,7 +47,7 @@ def default_threshold(watchlist_size: int) -> float:
         if low <= n <= high:
             share = (math.log(n) - math.log(low)) / (math.log(high) - math.log(low))
             return round(CALIBRATED[low] + share * (CALIBRATED[high] - CALIBRATED[low]), 2)
-    return CALIBRATED[sizes[0]]
+    raise AssertionError("unreachable: n >= 1 lies in the table or above it")
 
 
 def is_alert(candidates: list[Candidate], threshold: float) -> bool:

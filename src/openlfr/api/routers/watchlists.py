@@ -178,8 +178,9 @@ def upload_image(
         raise HTTPException(422, "empty upload")
     filename = (file.filename or "upload").replace("\\", "/").rsplit("/", 1)[-1][:200] or "upload"
     try:
-        height, width = load_image(content).shape[:2]
-        faces = find_faces(content, upsample=1)
+        rgb = load_image(content)
+        height, width = rgb.shape[:2]
+        faces = find_faces(rgb, upsample=1)
     except ImageError as exc:
         raise HTTPException(422, f"not a readable image: {exc}") from exc
     if len(faces) != 1:

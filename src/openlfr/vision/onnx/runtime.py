@@ -60,8 +60,8 @@ class OnnxEmbedder:
                 raise ValueError(f"a face chip must be {CHIP_SHAPE}, got {chip.shape}")
         out = []
         for start in range(0, len(chips), MAX_BATCH):
-            batch = np.stack(chips[start : start + MAX_BATCH]).astype(np.float32)
-            nchw = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+            batch = np.stack(chips[start : start + MAX_BATCH])
+            nchw = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
             out.append(self.session.run(None, {self.input_name: nchw})[0])
         if not out:
             return np.zeros((0, 128), dtype=np.float32)
