@@ -1,0 +1,193 @@
+"""Lower precision for dlib's descriptor: is an int8 model fast enough to matter and accurate
+enough to keep? Issue 7's rule: keep a variant only if ``openlfr evaluate`` on celeba-dev
+moves TPIR by at most 0.005.
+
+    OPENLFR_TEST_DATA=../shared/data python benchmarks/precision.py   # ~10 min on 2 cores
+
+What it does, in one process:
+1. quantises the converted fp32 model with ONNX Runtime's static quantiser (QDQ, per-channel
+   int8 weights, uint8 activations: the VNNI kernels' format), calibrated on chips of
+   nasa-portraits, a folder the evaluation below does not use; a second "mixed" variant keeps
+   the first convolution and the final layer in fp32;
+2. times fp32 and each variant at batch 1 and 32 with the threads ``embed_chips`` uses;
+3. detects faces once (HOG, upsample 1, as ``openlfr evaluate``) in celeba-dev and the
+   strangers of the README's evaluation (utkface-demographics, fairface540), embeds the same
+   aligned chips with each model, and runs evaluate's open-set protocol on each: rank-1,
+   TPIR at FPIR 1% and 0.1%, and TPIR/FPIR at the list-size default threshold.
+
+Nothing is written: the int8 models live in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from openlfr.evaluation.datasets import identity_folders
+from openlfr.evaluation.openset import protocol, report, search_outcomes
+from openlfr.matching import default_threshold
+from openlfr.vision.batch import analyse_files, list_images
+from openlfr.vision.embed import normalise
+from openlfr.vision.faces import Face
+from openlfr.vision.onnx.convert import load_verified_model
+from openlfr.vision.onnx.runtime import OnnxEmbedder, default_threads
+
+CALIBRATION_CHIPS = 200
+
+
+def largest_chips(paths: list[Path]) -> dict[Path, np.ndarray | None]:
+    """The aligned chip of each image's largest face (None where none), detected once."""
+    out: dict[Path, np.ndarray | None] = {}
+    for path, result in zip(paths, analyse_files(paths, upsample=1, keep_chips=True), strict=True):
+        faces = sorted(result.faces, key=lambda f: -f.box.width)
+        out[path] = faces[0].chip if faces else None
+    return out
+
+
+def quantise(fp32: Path, out: Path, chips: list[np.ndarray], exclude: list[str]) -> None:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Chips(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(
+                [np.stack(chips[i : i + 8]).transpose(0, 3, 1, 2).astype(np.float32)]
+                for i in range(0, len(chips), 8)
+            )
+
+        def get_next(self) -> dict | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {"chips": batch[0]}
+
+    quantize_static(
+        str(fp32),
+        str(out),
+        Chips(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=exclude,
+    )
+
+
+def faces_per_second(fn: Callable[[], object], batch: int, min_seconds: float = 3.0) -> float:
+    fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 3 or time.perf_counter() - start < min_seconds:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return batch / float(np.median(times))
+
+
+def evaluate(chips: dict[Path, np.ndarray | None], embedder: OnnxEmbedder, setup: tuple) -> dict:
+    people, strangers = setup
+    have = [p for p, c in chips.items() if c is not None]
+    vectors = normalise(embedder.descriptors([chips[p] for p in have]))
+    faces: dict[Path, Face | None] = dict.fromkeys(chips)
+    for path, vector in zip(have, vectors, strict=True):
+        faces[path] = Face(box=None, landmarks=None, quality=None, chip=None, embedding=vector)  # type: ignore[arg-type]
+    p = protocol(people, strangers, faces)
+    outcomes = search_outcomes(p.enrolled, p.mated, p.nonmated)
+    r = report(outcomes, len(p.enrolled), default_threshold(len(p.enrolled)))
+    result = {
+        "rank-1": r.rank1_accuracy,
+        "TPIR@FPIR 1%": r.tpir_at_fpir["0.01"],
+        "TPIR@FPIR 0.1%": r.tpir_at_fpir["0.001"],
+        "TPIR@default": r.tpir,
+        "FPIR@default": r.fpir,
+        "default": round(r.threshold, 3),
+    }
+    result["vectors"] = dict(zip(have, vectors, strict=True))
+    return result
+
+
+def main() -> None:
+    root = Path(os.environ.get("OPENLFR_TEST_DATA", "../shared/data")) / "faces"
+    console = Console(width=110)
+    threads = default_threads()
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        fp32.write_bytes(load_verified_model())
+        calibration = [
+            c
+            for c in largest_chips(
+                list_images([root / "nasa-portraits"])[:CALIBRATION_CHIPS]
+            ).values()
+            if c is not None
+        ]
+        models = {"fp32": fp32}
+        import onnx
+
+        graph = onnx.load(str(fp32)).graph
+        convs = [n.name for n in graph.node if n.op_type == "Conv"]
+        last = [n.name for n in graph.node if n.op_type in ("Gemm", "MatMul")] or [
+            graph.node[-1].name
+        ]
+        for name, exclude in (("int8", []), ("int8 mixed", [convs[0], *last])):
+            models[name] = Path(tmp) / f"{name.replace(' ', '_')}.onnx"
+            quantise(fp32, models[name], calibration, exclude)
+        embedders = {n: OnnxEmbedder(p.read_bytes(), threads=threads) for n, p in models.items()}
+
+        speed = Table(
+            "model",
+            "batch 1 faces/s",
+            "batch 32 faces/s",
+            "vs fp32 (32)",
+            title=f"speed, {threads} thread(s), calibrated on {len(calibration)} chips",
+        )
+        sample = calibration[:32]
+        base = None
+        for name, embedder in embedders.items():
+            one = faces_per_second(lambda e=embedder: e.descriptors(sample[:1]), 1)
+            many = faces_per_second(lambda e=embedder: e.descriptors(sample), 32)
+            base = base or many
+            speed.add_row(name, f"{one:.0f}", f"{many:.0f}", f"{many / base:.2f}x")
+        console.print(speed)
+
+        people = identity_folders(root / "celeba-dev")
+        strangers = list_images([root / "utkface-demographics", root / "fairface540"])
+        paths = [p for images in people.values() for p in images] + strangers
+        t = time.perf_counter()
+        chips = largest_chips(paths)
+        console.print(
+            f"detected and aligned {len(paths)} images in {time.perf_counter() - t:.0f} s"
+        )
+        results = {n: evaluate(chips, e, (people, strangers)) for n, e in embedders.items()}
+
+    keys = ("rank-1", "TPIR@FPIR 1%", "TPIR@FPIR 0.1%", "TPIR@default", "FPIR@default", "default")
+    table = Table(
+        "model",
+        *keys,
+        "max cos dist",
+        "TPIR moved (max)",
+        title="evaluate's protocol: celeba-dev, strangers utkface-demographics + fairface540",
+    )
+    ref = results["fp32"]
+    for name, r in results.items():
+        dist = max(1 - float(r["vectors"][p] @ ref["vectors"][p]) for p in ref["vectors"])
+        moved = max(abs(r[k] - ref[k]) for k in keys[1:4] if r.get(k) is not None)
+        table.add_row(name, *(_fmt(r.get(k)) for k in keys), f"{dist:.2e}", f"{moved:.4f}")
+    console.print(table)
+    console.print(f"load average: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+if __name__ == "__main__":
+    main()
