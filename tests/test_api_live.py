@@ -199,3 +199,24 @@ def test_openlfr_serve_publishes_the_api_and_the_console(tmp_path, openlfr_home)
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_broadcaster_announces_each_alert_version_once_and_stays_bounded() -> None:
+    import asyncio
+
+    from openlfr.api.live import Broadcaster
+
+    async def scenario() -> list[dict]:  # type: ignore[type-arg]
+        broadcaster = Broadcaster()
+        broadcaster.SEEN_LIMIT = 3
+        queue = broadcaster.subscribe()
+        broadcaster.publish_alert("a", "v1", {"id": "a", "v": 1})
+        broadcaster.publish_alert("a", "v1", {"id": "a", "v": 1})  # the poller sees it again
+        broadcaster.publish_alert("a", "v2", {"id": "a", "v": 2})  # adjudicated: news again
+        for name in "bcd":
+            broadcaster.mark_seen(name, "v1")
+        assert list(broadcaster._seen) == ["b", "c", "d"]  # "a", the oldest, forgotten
+        await asyncio.sleep(0.05)
+        return [queue.get_nowait() for _ in range(queue.qsize())]
+
+    assert asyncio.run(scenario()) == [{"id": "a", "v": 1}, {"id": "a", "v": 2}]

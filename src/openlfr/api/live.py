@@ -9,6 +9,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 from sqlalchemy import select
@@ -27,10 +28,14 @@ class Broadcaster:
     Each alert is announced once per version (its id and its last update), however many paths
     report it: the deployment thread's callback and the store poller may both see it."""
 
+    # Versions remembered: far more than the poller's window of recent alerts (200), so an
+    # alert it can still see is never announced twice, and a server up for months stays small.
+    SEEN_LIMIT = 10_000
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._clients: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any]]]] = set()
-        self._seen: dict[str, str] = {}
+        self._seen: OrderedDict[str, str] = OrderedDict()
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
@@ -55,12 +60,18 @@ class Broadcaster:
         with self._lock:
             if self._seen.get(alert_id) == version:
                 return
-            self._seen[alert_id] = version
+            self._remember(alert_id, version)
         self.publish(event)
 
     def mark_seen(self, alert_id: str, version: str) -> None:
         with self._lock:
-            self._seen[alert_id] = version
+            self._remember(alert_id, version)
+
+    def _remember(self, alert_id: str, version: str) -> None:
+        self._seen[alert_id] = version
+        self._seen.move_to_end(alert_id)
+        while len(self._seen) > self.SEEN_LIMIT:
+            self._seen.popitem(last=False)
 
 
 def _offer(queue: asyncio.Queue[dict[str, Any]], event: dict[str, Any]) -> None:
