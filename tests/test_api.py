@@ -240,6 +240,16 @@ def test_alert_images_decision_and_outcome(client, store, astronaut) -> None:
     )
     assert done.json()["adjudication"]["outcome"] == "engaged"
     assert client.get("/api/alerts", params={"state": "pending"}, headers=reviewer).json() == []
+    insert_alert(store, scene, astronaut[:200, :200], astronaut[100:300, 100:300])
+    idle = plan_deployment(store)  # a second deployment without alerts: counted apart
+    board = {d["id"]: d for d in client.get("/api/deployments", headers=reviewer).json()}
+    assert (board[scene.deployment_id]["alerts"], board[scene.deployment_id]["adjudicated"]) == (
+        2,
+        1,
+    )
+    assert (board[idle.deployment_id]["alerts"], board[idle.deployment_id]["adjudicated"]) == (0, 0)
+    one = client.get(f"/api/deployments/{scene.deployment_id}", headers=reviewer).json()
+    assert (one["alerts"], one["adjudicated"]) == (2, 1)
     with store() as session:
         adj = session.scalar(select(Adjudication))
         assert (adj.decision, adj.outcome, adj.reviewer) == ("match", "engaged", "reviewer")

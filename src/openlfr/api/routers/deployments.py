@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from openlfr.api import roles
 from openlfr.api.deps import DbSession, allow
@@ -33,20 +33,31 @@ Reader = Annotated[User, Depends(allow(roles.DEPLOYMENT_READ))]
 Officer = Annotated[User, Depends(allow(roles.DEPLOYMENT_WRITE))]
 
 
-def deployment_out(session: Session, d: Deployment) -> DeploymentOut:
+def _counts(
+    session: Session, deployment_ids: list[int] | None = None
+) -> dict[int, tuple[int, int]]:
+    """{deployment id: (alerts, adjudicated alerts)} in one grouped query: the board asks every
+    two seconds, and a query per deployment grows with every deployment ever planned."""
+    adjudicated = func.count(Adjudication.alert_id.distinct())
+    query = (
+        select(Alert.deployment_id, func.count(Alert.id.distinct()), adjudicated)
+        .outerjoin(Adjudication, Adjudication.alert_id == Alert.id)
+        .group_by(Alert.deployment_id)
+    )
+    if deployment_ids is not None:
+        query = query.where(Alert.deployment_id.in_(deployment_ids))
+    return {d: (alerts, judged) for d, alerts, judged in session.execute(query)}
+
+
+def deployment_out(
+    session: Session, d: Deployment, counts: dict[int, tuple[int, int]] | None = None
+) -> DeploymentOut:
     """The record with the board's figures: time left, faces processed, alerts, adjudicated."""
+    if counts is None:
+        counts = _counts(session, [d.id])
     out = DeploymentOut.model_validate(d)
     out.faces_processed = sum(c.faces_processed for c in d.cameras)
-    out.alerts = session.scalar(select(func.count()).where(Alert.deployment_id == d.id)) or 0
-    out.adjudicated = (
-        session.scalar(
-            select(func.count())
-            .select_from(Adjudication)
-            .join(Alert, Alert.id == Adjudication.alert_id)
-            .where(Alert.deployment_id == d.id)
-        )
-        or 0
-    )
+    out.alerts, out.adjudicated = counts.get(d.id, (0, 0))
     if d.status == "running":
         out.seconds_left = max(0.0, (as_utc(d.ends_at) - utcnow()).total_seconds())
     return out
@@ -55,8 +66,11 @@ def deployment_out(session: Session, d: Deployment) -> DeploymentOut:
 @router.get("", response_model=list[DeploymentOut])
 def list_all(session: DbSession, user: Reader) -> list[DeploymentOut]:
     recover_crashed(session)
-    rows = session.scalars(select(Deployment).order_by(Deployment.id.desc()))
-    return [deployment_out(session, d) for d in rows]
+    rows = session.scalars(
+        select(Deployment).options(selectinload(Deployment.cameras)).order_by(Deployment.id.desc())
+    )
+    counts = _counts(session)
+    return [deployment_out(session, d, counts) for d in rows]
 
 
 @router.post("", response_model=DeploymentOut, status_code=201)
