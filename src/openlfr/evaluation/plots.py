@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from openlfr.evaluation.demographics import SCAN, det_points  # noqa: E402
-from openlfr.evaluation.fairness import Searches, group_rates, significance_scan  # noqa: E402
+from openlfr.evaluation.fairness import Searches, group_rates  # noqa: E402
 
 FLOOR = 1e-4  # log axes cannot show 0: rates of 0 are drawn at this floor and said so
 
@@ -96,9 +96,16 @@ def score_figure(s: Searches, marks: list[float], attribute: str | None = None) 
 
 
 def sweep_figure(
-    s: Searches, attribute: str, marks: list[float], alpha: float = 0.05, seed: int = 0
+    s: Searches,
+    attribute: str,
+    marks: list[float],
+    scan: list[dict],
+    alpha: float = 0.05,
+    seed: int = 0,
 ) -> Figure:
-    """Top: FPIR per group against the threshold, 95% bands. Bottom: the test's p-value."""
+    """Top: FPIR per group against the threshold, 95% bands. Bottom: the test's p-value at
+    each threshold of ``scan``, the significance scan ``demographic_results`` already ran (a
+    permutation test per threshold: seconds to recompute)."""
     fig, (top, bottom) = plt.subplots(
         2, 1, figsize=(6.4, 6.0), sharex=True, layout="constrained", height_ratios=[2, 1]
     )
@@ -121,8 +128,7 @@ def sweep_figure(
     top.set_ylabel("FPIR of strangers")
     top.set_title(f"False alerts by {attribute} against the threshold (95% bands)", fontsize=10)
     top.legend(fontsize=8, title="group (people)", title_fontsize=8)
-    scan = significance_scan(s, attribute, grid, seed=seed)
-    bottom.plot(grid, [r.p_value for r in scan], color="k", lw=1.2)
+    bottom.plot([r["threshold"] for r in scan], [r["p_value"] for r in scan], color="k", lw=1.2)
     bottom.axhline(alpha, color="r", ls=":", lw=1)
     bottom.set_yscale("log")
     bottom.set_ylim(1e-4, 1.5)

@@ -81,7 +81,8 @@ def _figures(s: Searches, result: dict) -> dict[str, plt.Figure]:
         if entry["strangers"]["rates"] and len(entry["strangers"]["rates"]) >= 2:
             figures[f"det-{attribute}"] = det_figure(s, attribute, marks)
             figures[f"scores-{attribute}"] = score_figure(s, marks, attribute)
-            figures[f"sweep-{attribute}"] = sweep_figure(s, attribute, marks)
+            scan = entry["strangers"]["significance"]["scan"]
+            figures[f"sweep-{attribute}"] = sweep_figure(s, attribute, marks, scan)
     return figures
 
 
