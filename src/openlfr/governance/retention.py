@@ -27,14 +27,13 @@ from sqlalchemy.orm import Session
 
 from openlfr.governance import audit
 from openlfr.governance.policy import Policy
-from openlfr.governance.review import flag_expired
+from openlfr.governance.review import flag_expired, unflagged_expired
 from openlfr.store.models import (
     Adjudication,
     Alert,
     AuditEntry,
     Deployment,
     SnapshotTemplate,
-    Subject,
     Suppression,
 )
 
@@ -132,13 +131,7 @@ def run_retention(
         session.scalar(select(func.count()).where(AuditEntry.at < cutoff)) or 0
     )
     if dry_run:
-        result.flagged_subjects = list(
-            session.scalars(
-                select(Subject.id).where(
-                    Subject.expires_on < now.date(), Subject.review_flag.is_(None)
-                )
-            )
-        )
+        result.flagged_subjects = [s.id for s in unflagged_expired(session, now.date())]
         return result
     result.flagged_subjects = flag_expired(session, now.date(), actor=actor)
     purged = result.alerts + result.false_alerts

@@ -14,18 +14,25 @@ from openlfr.store.models import Subject
 EXPIRED = "expired"
 
 
+def unflagged_expired(session: Session, today: date) -> list[Subject]:
+    """Entries past their expiry that nobody has been asked to review yet."""
+    return list(
+        session.scalars(
+            select(Subject).where(
+                Subject.expires_on.is_not(None),
+                Subject.expires_on < today,
+                Subject.review_flag.is_(None),
+            )
+        )
+    )
+
+
 def flag_expired(session: Session, today: date, actor: str = "system") -> list[int]:
     """Set ``review_flag`` on every entry past its expiry not flagged yet; returns their ids.
 
     Each flag is audited by subject id only: the audit log outlives the entry, so it must not
     carry the person's name."""
-    subjects = session.scalars(
-        select(Subject).where(
-            Subject.expires_on.is_not(None),
-            Subject.expires_on < today,
-            Subject.review_flag.is_(None),
-        )
-    ).all()
+    subjects = unflagged_expired(session, today)
     for subject in subjects:
         subject.review_flag = f"{EXPIRED} on {subject.expires_on.isoformat()}"  # type: ignore[union-attr]
         audit.append(
