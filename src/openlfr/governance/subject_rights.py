@@ -82,8 +82,7 @@ def _subject_record(subject: Subject) -> dict[str, object]:
     }
 
 
-def _alert_record(session: Session, alert: Alert) -> dict[str, object]:
-    adjudication = session.scalar(select(Adjudication).where(Adjudication.alert_id == alert.id))
+def _alert_record(alert: Alert, adjudication: Adjudication | None) -> dict[str, object]:
     return {
         "id": alert.id,
         "deployment_id": alert.deployment_id,
@@ -101,10 +100,16 @@ def export(session: Session, name: str, out_dir: Path, *, actor: str, purpose: s
     if held.empty:
         raise NotFoundError(f"nothing is held under the name {name!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
+    decided = {
+        a.alert_id: a
+        for a in session.scalars(
+            select(Adjudication).where(Adjudication.alert_id.in_([a.id for a in held.alerts]))
+        )
+    }
     records = {
         "name": name,
         "watchlist_entries": [_subject_record(s) for s in held.subjects],
-        "alerts": [_alert_record(session, a) for a in held.alerts],
+        "alerts": [_alert_record(a, decided.get(a.id)) for a in held.alerts],
     }
     for subject in held.subjects:
         for image in subject.images:
