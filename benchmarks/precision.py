@@ -23,10 +23,10 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from embedding import faces_per_second  # benchmarks/embedding.py: this script's folder
 from rich.console import Console
 from rich.table import Table
 
@@ -80,17 +80,6 @@ def quantise(fp32: Path, out: Path, chips: list[np.ndarray], exclude: list[str])
         weight_type=QuantType.QInt8,
         nodes_to_exclude=exclude,
     )
-
-
-def faces_per_second(fn: Callable[[], object], batch: int, min_seconds: float = 3.0) -> float:
-    fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < 3 or time.perf_counter() - start < min_seconds:
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return batch / float(np.median(times))
 
 
 def evaluate(chips: dict[Path, np.ndarray | None], embedder: OnnxEmbedder, setup: tuple) -> dict:
@@ -152,8 +141,8 @@ def main() -> None:
         sample = calibration[:32]
         base = None
         for name, embedder in embedders.items():
-            one = faces_per_second(lambda e=embedder: e.descriptors(sample[:1]), 1)
-            many = faces_per_second(lambda e=embedder: e.descriptors(sample), 32)
+            one = faces_per_second(lambda e=embedder: e.descriptors(sample[:1]), 1, 3.0)
+            many = faces_per_second(lambda e=embedder: e.descriptors(sample), 32, 3.0)
             base = base or many
             speed.add_row(name, f"{one:.0f}", f"{many:.0f}", f"{many / base:.2f}x")
         console.print(speed)
