@@ -357,7 +357,8 @@ $("#report-form").addEventListener("submit", async (event) => {
   const form = new FormData(event.target);
   const query = new URLSearchParams();
   if (form.get("deployment_id")) query.set("deployment_id", form.get("deployment_id"));
-  else { query.set("from", form.get("from")); query.set("to", form.get("to")); }
+  else if (form.get("from") && form.get("to")) { query.set("from", form.get("from")); query.set("to", form.get("to")); }
+  else { say("Pick a deployment, or both dates of a period.", true); return; }
   let report;
   try { report = await api(`/api/reports?${query}&charts=true`); } catch (error) { say(`No report: ${error.message}`, true); return; }
   $("#report").hidden = false;
