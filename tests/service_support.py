@@ -187,3 +187,68 @@ def read_events(url: str, token: str, wanted: int, timeout_s: float, out: list) 
                     return
             if time.monotonic() > deadline:
                 return
+
+
+def mark_ran(store: sessionmaker[Session], scene: Scene, *, faces: int, hours: float) -> None:
+    """As if the deployment had run for ``hours`` and searched ``faces`` faces (for reports)."""
+    with store() as session:
+        deployment = session.get(Deployment, scene.deployment_id)
+        started = datetime.now(UTC) - timedelta(hours=hours)
+        deployment.status, deployment.snapshot_size = "ended", 1
+        deployment.started_at, deployment.ended_at = started, started + timedelta(hours=hours)
+        deployment.cameras[0].faces_processed = faces
+        session.commit()
+
+
+def adjudicate(
+    store: sessionmaker[Session], alert_id: str, decision: str, outcome: str | None = None
+) -> None:
+    """A reviewer's decision (and outcome) written directly, as the API records them."""
+    from openlfr.store.models import Adjudication
+
+    with store() as session:
+        session.add(
+            Adjudication(
+                alert_id=alert_id, reviewer="pc-reviewer", decision=decision, outcome=outcome
+            )
+        )
+        session.commit()
+
+
+def enrol_directly(
+    store: sessionmaker[Session], name: str, image: bytes, watchlist: str = "demo"
+) -> int:
+    """A watchlist entry with one reference image, without face detection (subject-rights tests
+    need the records, not a search): the template is a random unit vector. Returns its id."""
+    from openlfr.governance.policy import Policy
+    from openlfr.store.watchlists import add_reference_image, add_subject, get_watchlist
+    from openlfr.vision.detect import Detection
+    from openlfr.vision.faces import Face
+    from openlfr.vision.quality import Quality
+
+    vector = np.random.default_rng(0).normal(size=128).astype(np.float32)
+    face = Face(
+        box=Detection(0, 0, 10, 10, 1.0),
+        landmarks=np.zeros((5, 2), np.float32),
+        quality=Quality(10, 5.0, 100.0, 1.0, 0.0),
+        chip=None,
+        embedding=vector / np.linalg.norm(vector),
+    )
+    with store() as session:
+        subject = add_subject(
+            session,
+            get_watchlist(session, watchlist),
+            name=name,
+            category="missing-at-risk",
+            reason="test enrolment",
+            image_source="test",
+            added_by="pc-test",
+            expires_on=None,
+            policy=Policy(),
+            **BASIS,
+        )
+        add_reference_image(
+            session, subject, filename=f"{name}.jpg", content=image, face=face, width=10, height=10
+        )
+        session.commit()
+        return subject.id

@@ -119,10 +119,16 @@ def test_enrol_by_upload_and_view_is_audited(client, store, astronaut) -> None:
     assert shown["subjects"] == 1 and len(shown["subject_list"][0]["images"]) == 1
     view = client.get(f"/api/watchlists/demo/subjects/eileen/images/{image_id}", headers=manager)
     assert view.status_code == 200 and view.headers["content-type"] == "image/jpeg"
+    gone = client.delete("/api/watchlists/demo/subjects/eileen", headers=manager)
+    assert gone.status_code == 204
     with store() as session:
-        actions = [e.action for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+        entries = session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
         assert verify_chain(session).ok
-    assert actions.count("enrol") == 2 and "view" in actions
+    actions = [e.action for e in entries]
+    assert actions.count("enrol") == 2 and "view" in actions and "delete" in actions
+    # ids and counts only, as the CLI writes them: the log outlives an erasure
+    for entry in entries:
+        assert "eileen" not in f"{entry.object} {entry.purpose}".lower(), entry.action
 
 
 def test_upload_refuses_non_images_faceless_images_and_oversized_files(

@@ -14,8 +14,11 @@ from service_support import (
     BASIS,
     PASSWORD,
     LiveServer,
+    adjudicate,
+    enrol_directly,
     insert_alert,
     jpeg,
+    mark_ran,
     plan_deployment,
     service_store,
     token_for,
@@ -25,7 +28,7 @@ from sqlalchemy import select
 
 from openlfr.api import create_app
 from openlfr.api.roles import Role
-from openlfr.store.models import Adjudication, AuditEntry
+from openlfr.store.models import Adjudication, Alert, AuditEntry, Subject
 
 CHROMIUM = os.environ.get("OPENLFR_CHROMIUM", "/usr/bin/chromium")
 DOCS_SHOTS = Path(__file__).resolve().parent.parent / "docs" / "console"
@@ -138,6 +141,77 @@ def test_reviewer_adjudicates_a_live_alert_by_keyboard(
             f"alert:{alert_id}:probe",
             f"alert:{alert_id}:reference",
         }
+
+
+def test_reports_and_subject_rights_screens(browser, database_url, astronaut, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import csv
+    import io
+    import zipfile
+
+    shots = DOCS_SHOTS if os.environ.get("OPENLFR_UPDATE_SCREENSHOTS") else tmp_path
+    store = service_store(database_url)
+    scene = plan_deployment(store)
+    face = astronaut[:300, 80:380].copy()
+    enrol_directly(store, "eileen", jpeg(face))
+    adjudicate(store, insert_alert(store, scene, face, face, subject="eileen"), "match", "arrested")
+    adjudicate(store, insert_alert(store, scene, face, face, subject="eileen"), "no-match")
+    mark_ran(store, scene, faces=1234, hours=2)
+    with LiveServer(create_app(store, poll_alerts=False)) as server:
+        context = browser.new_context(
+            viewport={"width": 1280, "height": 800}, accept_downloads=True
+        )
+        page = context.new_page()
+        page.goto(server.url)
+        _login(page, Role.AUDITOR)
+        page.keyboard.press("Alt+r")
+        page.wait_for_selector(
+            f"#report-form option[value='{scene.deployment_id}']", state="attached"
+        )
+        page.select_option("#report-form [name=deployment_id]", str(scene.deployment_id))
+        page.click("#report-form button[type=submit]")
+        page.wait_for_selector("#report-rows td:has-text('1234')")
+        cells = page.locator("#report-rows tr").first.locator("td").all_inner_texts()
+        # alerts, true, false, engagements (an arrest is one), arrests
+        assert cells[7:12] == ["2", "1", "1", "1", "1"]
+        page.wait_for_selector("#report-charts img")
+        page.screenshot(path=str(shots / "reports.png"), full_page=True)
+        with page.expect_download() as info:
+            page.click("#report-downloads a[data-format=csv]")
+        rows = list(csv.reader(io.StringIO(Path(info.value.path()).read_text())))
+        assert rows[1][0] == str(scene.deployment_id) and rows[1][6] == "1234"
+
+        # the auditor finds what is held, but neither exports nor erases
+        page.click("#nav [data-view=subjects]")
+        page.fill("#subject-find-form [name=name]", "eileen")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#holdings-count:has-text('1 watchlist entries, 2 alerts')")
+        assert page.locator("#subject-actions").is_hidden()
+        page.click("#logout")
+        page.wait_for_selector("#login-form:visible")
+
+        _login(page, Role.WATCHLIST_MANAGER)
+        page.click("#nav [data-view=subjects]")
+        page.fill("#subject-find-form [name=name]", "eileen")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#held-entries td:has-text('missing-at-risk')")
+        with page.expect_download() as info:
+            page.click("#subject-export")
+        archive = zipfile.ZipFile(info.value.path())
+        assert "subject.json" in archive.namelist() and len(archive.namelist()) == 4
+        page.click("#subject-erase")
+        page.fill("#erase-form [name=confirm_name]", "eileen")
+        page.screenshot(path=str(shots / "subject-rights.png"), full_page=True)
+        page.click("#erase-form button[type=submit]")
+        page.wait_for_selector("#status:has-text('Erased 1 watchlist entries and 2 alerts')")
+        page.wait_for_selector("#holdings-count:has-text('0 watchlist entries, 0 alerts')")
+        context.close()
+    with store() as session:
+        assert session.scalar(select(Subject).where(Subject.name == "eileen")) is None
+        assert session.scalar(select(Alert)) is None
+        entries = session.scalars(select(AuditEntry)).all()
+        assert "subject-erase" in {e.action for e in entries}
+        assert "report-export" in {e.action for e in entries}
+        assert not any("eileen" in e.object + e.purpose for e in entries)
 
 
 def test_wrong_password_is_refused_in_the_console(browser, database_url) -> None:  # type: ignore[no-untyped-def]

@@ -19,7 +19,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openlfr.api.limits import max_body_bytes
 from openlfr.api.live import AlertPoller, Broadcaster, DeploymentRunner
-from openlfr.api.routers import alerts, audit, auth, deployments, events, users, watchlists
+from openlfr.api.routers import (
+    alerts,
+    audit,
+    auth,
+    deployments,
+    events,
+    reports,
+    subjects,
+    users,
+    watchlists,
+)
 from openlfr.errors import ImageError, NotFoundError, OpenLFRError, PolicyError
 from openlfr.governance.scheduler import RetentionScheduler
 from openlfr.live.deployment import DeploymentError
@@ -147,13 +157,14 @@ def create_app(store: sessionmaker[Session] | None = None, *, poll_alerts: bool 
     app = FastAPI(
         title="OpenLFR operator service",
         version="0.1.0",
-        description="Watchlists, deployments, live alerts, adjudication, accounts and audit. "
+        description="Watchlists, deployments, live alerts, adjudication, accounts, audit, "
+        "transparency reports and data subjects' rights. "
         "Every call but login needs a bearer token (or the console's cookie); roles bound what "
         "each user may do.",
         lifespan=lifespan,
     )
     app.state.store, app.state.broadcaster, app.state.runner = store, broadcaster, runner
-    for module in (auth, users, watchlists, deployments, alerts, events, audit):
+    for module in (auth, users, watchlists, deployments, alerts, events, audit, reports, subjects):
         app.include_router(module.router)
     _errors(app)
     app.add_middleware(BodyLimit)

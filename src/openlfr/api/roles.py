@@ -25,3 +25,15 @@ ALERT_READ = frozenset({Role.REVIEWER, Role.AUTHORISING_OFFICER})
 ADJUDICATE = frozenset({Role.REVIEWER})
 ADJUDICATION_READ = frozenset({Role.REVIEWER, Role.AUTHORISING_OFFICER, Role.AUDITOR})
 AUDIT = frozenset({Role.AUDITOR})
+# Transparency reports hold figures only, no personal data: everyone who works on deployments
+# may read and export them (the admin stays on accounts, as for the deployment board).
+REPORT_READ = frozenset(
+    {Role.AUDITOR, Role.AUTHORISING_OFFICER, Role.WATCHLIST_MANAGER, Role.REVIEWER}
+)
+# Subject rights. Finding what is held (entry and alert ids, watchlist, category, dates; no
+# image) is for the watchlist manager who handles a request and the auditor who checks it was
+# handled; the export holds the person's images, and erasure deletes watchlist entries, so
+# both stay with the watchlist manager, as watchlist writes do.
+SUBJECT_FIND = frozenset({Role.WATCHLIST_MANAGER, Role.AUDITOR})
+SUBJECT_EXPORT = frozenset({Role.WATCHLIST_MANAGER})
+SUBJECT_ERASE = frozenset({Role.WATCHLIST_MANAGER})

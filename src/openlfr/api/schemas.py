@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from openlfr.api.roles import Role
 
@@ -251,6 +251,108 @@ class VerificationOut(BaseModel):
     entries: int
     first_bad_id: int | None
     problem: str | None
+
+
+# --- transparency reports (figures only: openlfr.governance.reports makes them) ----------------
+
+
+class DeploymentFiguresOut(BaseModel):
+    """One deployment's published line; the fields of ``reports.DeploymentFigures``."""
+
+    id: int
+    name: str
+    date: str
+    location: str
+    area: str
+    start: str | None
+    end: str | None
+    duration_h: float
+    watchlist_size: int
+    threshold: float
+    faces_processed: int
+    alerts: int
+    true_alerts: int
+    false_alerts: int
+    engagements: int
+    arrests: int
+    false_alert_rate: float | None = Field(description="false alerts per face processed")
+    precision: float | None = Field(description="true / (true + false) alerts")
+    alert_days: dict[str, int] = Field(description="alerts still held, per day")
+
+
+class ReportTotals(BaseModel):
+    faces_processed: int
+    alerts: int
+    true_alerts: int
+    false_alerts: int
+    engagements: int
+    arrests: int
+    duration_h: float
+    false_alert_rate: float | None
+    precision: float | None
+
+
+class ReportOut(BaseModel):
+    title: str
+    deployments: list[DeploymentFiguresOut]
+    totals: ReportTotals
+    charts: list[str] = Field([], description="PNG data URIs, when asked for with charts=true")
+
+
+# --- subject rights (openlfr.governance.subject_rights) -----------------------------------------
+
+# Any name the store may hold (the command line enrols folder names), matched exactly.
+HeldName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)
+]
+
+
+class SubjectRequest(BaseModel):
+    """A name travels in the body, never the URL, so access logs and history do not keep it."""
+
+    name: HeldName
+    purpose: Purpose = "subject access request"
+
+
+class ErasureRequest(SubjectRequest):
+    purpose: Purpose = "erasure request"
+    confirm_name: HeldName = Field(description="the name again: erasure cannot be undone")
+
+    @model_validator(mode="after")
+    def confirmed(self) -> ErasureRequest:
+        if self.confirm_name != self.name:
+            raise ValueError("confirm_name must repeat the name to erase")
+        return self
+
+
+class HeldEntry(BaseModel):
+    id: int
+    watchlist: str
+    category: str
+    images: int
+    expires_on: date | None
+    created_at: datetime
+    review_flag: str | None
+
+
+class HeldAlert(BaseModel):
+    id: str
+    deployment_id: int
+    raised_at: datetime
+    decision: str | None
+    outcome: str | None
+
+
+class HoldingsOut(BaseModel):
+    """What is held under one name, without images (the export has them)."""
+
+    entries: list[HeldEntry]
+    alerts: list[HeldAlert]
+
+
+class ErasureOut(BaseModel):
+    entry_ids: list[int]
+    alerts: int
 
 
 LoginResponse.model_rebuild()

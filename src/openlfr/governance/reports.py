@@ -21,6 +21,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import IO
 
 import matplotlib
 
@@ -201,6 +202,17 @@ def charts(report: Report) -> list[Figure]:
     return [over_time, per]
 
 
+def chart_data_uris(report: Report) -> list[str]:
+    """The charts as PNG data URIs: inline in the HTML report and in the console."""
+    uris = []
+    for figure in charts(report):
+        png = io.BytesIO()
+        figure.savefig(png, format="png", dpi=100)
+        plt.close(figure)
+        uris.append("data:image/png;base64," + base64.b64encode(png.getvalue()).decode())
+    return uris
+
+
 def to_json(report: Report) -> str:
     data = {
         "title": report.title,
@@ -235,13 +247,7 @@ def to_html(report: Report) -> str:
         + "".join(f"<td>{html.escape(_cell(totals.get(k)))}</td>" for k, _ in COLUMNS[3:])
         + "</tr>"
     )
-    images = []
-    for figure in charts(report):
-        png = io.BytesIO()
-        figure.savefig(png, format="png", dpi=100)
-        plt.close(figure)
-        encoded = base64.b64encode(png.getvalue()).decode()
-        images.append(f'<img alt="chart" src="data:image/png;base64,{encoded}">')
+    images = [f'<img alt="chart" src="{uri}">' for uri in chart_data_uris(report)]
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(report.title)}"
         "</title><style>table{border-collapse:collapse}td,th{border:1px solid #999;"
@@ -253,7 +259,8 @@ def to_html(report: Report) -> str:
     )
 
 
-def to_pdf(report: Report, path: Path) -> None:
+def to_pdf(report: Report, path: Path | IO[bytes]) -> None:
+    """To a file, or a binary file object (the service answers from memory)."""
     with PdfPages(path) as pdf:
         page = plt.figure(figsize=(11.7, 8.3))  # A4 landscape
         page.text(0.02, 0.95, f"Live facial recognition: {report.title}", fontsize=14)

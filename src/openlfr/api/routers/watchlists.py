@@ -69,6 +69,13 @@ def _subject_out(subject: Subject) -> SubjectOut:
     return out
 
 
+def _why(subject: Subject) -> str:
+    """An enrolment's audited purpose, as the CLI's import writes it: the category and its
+    authority. Not the free-text reason, which may well name the person."""
+    authority = f"legal basis: {subject.legal_basis}; authorised by {subject.authorised_by}"
+    return f"{subject.category}; {authority}"
+
+
 def _subject(session: DbSession, watchlist: Watchlist, name: str) -> Subject:
     subject = get_subject(session, watchlist, name)
     if subject is None:
@@ -125,12 +132,13 @@ def enrol_subject(name: str, body: SubjectCreate, session: DbSession, user: Mana
         authorised_by=body.authorised_by,
         date_of_birth=body.date_of_birth,
     )
+    # Ids, not names, as the CLI's enrolment: the log outlives an erasure (subject rights).
     audit.append(
         session,
         actor=user.name,
         action="enrol",
-        obj=f"subject:{watchlist.name}/{subject.name}",
-        purpose=f"{subject.category}: {subject.reason}"[:500],
+        obj=f"watchlist:{watchlist.name}:subject-ids:{subject.id}",
+        purpose=_why(subject)[:500],
     )
     session.commit()
     return _subject_out(subject)
@@ -140,12 +148,13 @@ def enrol_subject(name: str, body: SubjectCreate, session: DbSession, user: Mana
 def delete_subject(name: str, subject: str, session: DbSession, user: Manager) -> None:
     """Remove a subject with all their images and templates."""
     watchlist = get_watchlist(session, name)
+    subject_id = _subject(session, watchlist, subject).id
     remove_subject(session, watchlist, subject)
     audit.append(
         session,
         actor=user.name,
         action="delete",
-        obj=f"subject:{watchlist.name}/{subject}",
+        obj=f"watchlist:{watchlist.name}:subject-ids:{subject_id}",
         purpose="watchlist management",
     )
     session.commit()
@@ -203,8 +212,8 @@ def upload_image(
         session,
         actor=user.name,
         action="enrol",
-        obj=f"image:{watchlist.name}/{record.name}/{image.id}:{digest[:16]}",
-        purpose=f"{record.category}: {record.reason}"[:500],
+        obj=f"watchlist:{watchlist.name}:subject-id:{record.id}:image:{image.id}:{digest[:16]}",
+        purpose=_why(record)[:500],
     )
     session.commit()
     return ImageOut(
@@ -240,7 +249,7 @@ def view_image(
         session,
         actor=user.name,
         action="view",
-        obj=f"image:{watchlist.name}/{subject}/{image_id}",
+        obj=f"watchlist:{watchlist.name}:subject-id:{record.id}:image:{image_id}",
         purpose=purpose,
     )
     session.commit()

@@ -68,7 +68,7 @@ async function loggedIn(user) {
   $("#who-name").textContent = `${user.name} (${user.role})`;
   $("#who").hidden = false;
   $("#nav").hidden = false;
-  for (const b of document.querySelectorAll("#nav button, form[data-roles]")) b.hidden = !allowed(b);
+  for (const b of document.querySelectorAll("[data-roles]")) b.hidden = !allowed(b);
   const first = [...document.querySelectorAll("#nav button")].find((b) => !b.hidden);
   if (["reviewer", "authorising-officer"].includes(user.role)) connectEvents();
   show(first.dataset.view);
@@ -102,7 +102,8 @@ function show(view) {
     if (b === button) b.setAttribute("aria-current", "page"); else b.removeAttribute("aria-current");
   }
   clearInterval(state.timer);
-  const load = { alerts: loadQueue, deployments: loadBoard, watchlists: loadWatchlists, audit: loadAudit, users: loadUsers }[view];
+  const load = { alerts: loadQueue, deployments: loadBoard, watchlists: loadWatchlists, reports: loadReports,
+    subjects: () => $("#subject-find-form [name=name]").focus(), audit: loadAudit, users: loadUsers }[view];
   load();
   if (view === "deployments") state.timer = setInterval(loadBoard, 2000);
 }
@@ -211,7 +212,7 @@ for (const b of document.querySelectorAll("[data-outcome]")) b.addEventListener(
 document.addEventListener("keydown", (event) => {
   if (!state.user) return;
   if (event.altKey) {
-    const view = { a: "alerts", d: "deployments", w: "watchlists" }[event.key.toLowerCase()];
+    const view = { a: "alerts", d: "deployments", w: "watchlists", r: "reports" }[event.key.toLowerCase()];
     if (view) { event.preventDefault(); show(view); }
     return;
   }
@@ -327,6 +328,116 @@ $("#subject-form").addEventListener("submit", async (event) => {
     say(`Enrolled ${subject.name}.`);
     openWatchlist(state.watchlist);
   } catch (error) { say(`Not enrolled: ${error.message}`, true); }
+});
+
+// --- transparency reports ------------------------------------------------------------------
+
+const REPORT_COLUMNS = ["id", "date", "location", "duration_h", "watchlist_size", "threshold", "faces_processed",
+  "alerts", "true_alerts", "false_alerts", "engagements", "arrests", "false_alert_rate", "precision"];
+
+function figure(value) {
+  // as the report files write them (governance/reports.py): a dash for "no figure"
+  if (value === null || value === undefined) return "–";
+  if (typeof value === "number" && !Number.isInteger(value) && value < 1) return String(Number(value.toFixed(6)));
+  return String(value);
+}
+
+async function loadReports() {
+  let deployments;
+  try { deployments = await api("/api/deployments"); } catch (error) { say(error.message, true); return; }
+  const select = $("#report-form [name=deployment_id]");
+  const chosen = select.value;
+  select.replaceChildren(el("option", "(a period instead)", { value: "" }));
+  for (const d of deployments) select.append(el("option", `#${d.id} ${d.name}, ${d.location}`, { value: d.id }));
+  select.value = chosen;
+}
+
+$("#report-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const query = new URLSearchParams();
+  if (form.get("deployment_id")) query.set("deployment_id", form.get("deployment_id"));
+  else if (form.get("from") && form.get("to")) { query.set("from", form.get("from")); query.set("to", form.get("to")); }
+  else { say("Pick a deployment, or both dates of a period.", true); return; }
+  let report;
+  try { report = await api(`/api/reports?${query}&charts=true`); } catch (error) { say(`No report: ${error.message}`, true); return; }
+  $("#report").hidden = false;
+  const n = report.deployments.length;
+  $("#report-title").textContent = n === 1 ? report.title : `${report.title}: ${n} deployments`;
+  const body = $("#report-rows");
+  body.replaceChildren();
+  for (const d of report.deployments) body.append(row(REPORT_COLUMNS.map((k) => figure(d[k]))));
+  const total = row(["Total", "", "", ...REPORT_COLUMNS.slice(3).map((k) => figure(report.totals[k]))]);
+  total.classList.add("total");
+  body.append(total);
+  for (const a of document.querySelectorAll("#report-downloads a")) {
+    a.href = `/api/reports/export?format=${a.dataset.format}&${query}`;
+  }
+  const charts = $("#report-charts");
+  charts.replaceChildren();
+  for (const uri of report.charts) {
+    if (uri.startsWith("data:image/png;base64,")) charts.append(el("img", null, { src: uri, alt: "Report chart" }));
+  }
+  say("Report shown.");
+});
+
+// --- subject rights -------------------------------------------------------------------------
+
+async function findSubject(name, purpose) {
+  const held = await postJson("/api/subjects/find", { name, purpose });
+  state.subject = held.entries.length || held.alerts.length ? name : null;
+  $("#holdings").hidden = false;
+  $("#erase-form").hidden = true;
+  $("#holdings-count").textContent = `${held.entries.length} watchlist entries, ${held.alerts.length} alerts held under this name.`;
+  const entries = $("#held-entries");
+  entries.replaceChildren();
+  for (const e of held.entries) {
+    entries.append(row([e.id, e.watchlist, e.category, e.images, e.expires_on || "", e.created_at.slice(0, 10), e.review_flag || ""]));
+  }
+  const alerts = $("#held-alerts");
+  alerts.replaceChildren();
+  for (const a of held.alerts) alerts.append(row([a.id, a.deployment_id, `${a.raised_at.slice(0, 10)} ${time(a.raised_at)}`, a.decision || "", a.outcome || ""]));
+  for (const b of document.querySelectorAll("#subject-actions button")) b.disabled = !state.subject;
+}
+
+$("#subject-find-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  try { await findSubject(form.get("name").trim(), form.get("purpose")); say("Search done (audited)."); }
+  catch (error) { say(`Not searched: ${error.message}`, true); }
+});
+
+$("#subject-export").addEventListener("click", async () => {
+  const purpose = $("#subject-find-form [name=purpose]").value;
+  try {
+    const response = await fetch("/api/subjects/export", { method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json" }, body: JSON.stringify({ name: state.subject, purpose }) });
+    if (!response.ok) throw new Error((await response.json()).detail || response.statusText);
+    const link = el("a", null, { href: URL.createObjectURL(await response.blob()), download: "openlfr-subject-export.zip" });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+    say("Export downloaded (audited).");
+  } catch (error) { say(`Not exported: ${error.message}`, true); }
+});
+
+$("#subject-erase").addEventListener("click", () => {
+  $("#erase-form").hidden = false;
+  $("#erase-form [name=confirm_name]").focus();
+});
+$("#erase-cancel").addEventListener("click", () => { $("#erase-form").reset(); $("#erase-form").hidden = true; });
+
+$("#erase-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const name = state.subject;
+  try {
+    const erased = await postJson("/api/subjects/erase", { name, confirm_name: form.get("confirm_name").trim(), purpose: form.get("purpose") });
+    event.target.reset();
+    await findSubject(name, "check after erasure");
+    say(`Erased ${erased.entry_ids.length} watchlist entries and ${erased.alerts} alerts.`);
+  } catch (error) { say(`Not erased: ${error.message}`, true); }
 });
 
 // --- audit and users ------------------------------------------------------------------------
