@@ -82,6 +82,12 @@ def _subject_record(subject: Subject) -> dict[str, object]:
     }
 
 
+def adjudications(session: Session, alerts: list[Alert]) -> dict[str, Adjudication]:
+    """{alert id: its adjudication} for those of ``alerts`` that have one, in one query."""
+    query = select(Adjudication).where(Adjudication.alert_id.in_([a.id for a in alerts]))
+    return {a.alert_id: a for a in session.scalars(query)}
+
+
 def _alert_record(alert: Alert, adjudication: Adjudication | None) -> dict[str, object]:
     return {
         "id": alert.id,
@@ -100,12 +106,7 @@ def export(session: Session, name: str, out_dir: Path, *, actor: str, purpose: s
     if held.empty:
         raise NotFoundError(f"nothing is held under the name {name!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    decided = {
-        a.alert_id: a
-        for a in session.scalars(
-            select(Adjudication).where(Adjudication.alert_id.in_([a.id for a in held.alerts]))
-        )
-    }
+    decided = adjudications(session, held.alerts)
     records = {
         "name": name,
         "watchlist_entries": [_subject_record(s) for s in held.subjects],

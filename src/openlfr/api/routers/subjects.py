@@ -15,7 +15,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
-from sqlalchemy import select
 
 from openlfr.api import roles
 from openlfr.api.deps import DbSession, allow
@@ -28,7 +27,7 @@ from openlfr.api.schemas import (
     SubjectRequest,
 )
 from openlfr.governance import audit, subject_rights
-from openlfr.store.models import Adjudication, User
+from openlfr.store.models import User
 
 router = APIRouter(prefix="/api/subjects", tags=["subject rights"])
 Finder = Annotated[User, Depends(allow(roles.SUBJECT_FIND))]
@@ -40,12 +39,7 @@ Eraser = Annotated[User, Depends(allow(roles.SUBJECT_ERASE))]
 def find(body: SubjectRequest, session: DbSession, user: Finder) -> HoldingsOut:
     """Watchlist entries with exactly this name, and alerts about them (audited look-up)."""
     held = subject_rights.find(session, body.name)
-    decisions = {
-        a.alert_id: a
-        for a in session.scalars(
-            select(Adjudication).where(Adjudication.alert_id.in_([a.id for a in held.alerts]))
-        )
-    }
+    decisions = subject_rights.adjudications(session, held.alerts)
     out = HoldingsOut(
         entries=[
             HeldEntry(
