@@ -20,10 +20,22 @@ from openlfr.vision import detect_faces, models
 from openlfr.vision.detect import active_detector_backend
 from openlfr.vision.models import model_path
 from openlfr.vision.onnx import convert
-from openlfr.vision.onnx.detector import MmodBox, non_max_suppression, onnx_mmod_detector
+from openlfr.vision.onnx.detector import (
+    MmodBox,
+    non_max_suppression,
+    onnx_mmod_detector,
+    sum_taps,
+)
 from openlfr.vision.onnx.dlib_format import DlibFormatError
 from openlfr.vision.onnx.mmod import read_network
-from openlfr.vision.onnx.pyramid import pyramid_up, resize_exact, resize_planes, tiled_layout
+from openlfr.vision.onnx.pyramid import (
+    build_tiled,
+    build_tiled_numpy,
+    pyramid_up,
+    resize_exact,
+    resize_planes,
+    tiled_layout,
+)
 
 MIN_IOU = 0.95
 MAX_SCORE_DIFFERENCE = 0.05
@@ -146,6 +158,35 @@ def test_resize_matches_dlib() -> None:
     np.testing.assert_allclose(resize_planes(plane[None], 175, 314)[0], expected, atol=1e-5)
     rgb = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
     np.testing.assert_array_equal(pyramid_up(rgb), dlib.resize_image(rgb, 75, 108))
+
+
+def test_opencv_pyramid_matches_numpy(astronaut: np.ndarray) -> None:
+    """The OpenCV-built tiled tensor is the numpy one to float rounding, zeros included."""
+    rng = np.random.default_rng(5)
+    frame = rng.integers(0, 256, (270, 480, 3), dtype=np.uint8)
+    frame[:256, :256] = astronaut[::2, ::2]
+    layout = tiled_layout(*frame.shape[:2])
+    mean = np.array([122.782, 117.001, 104.298])
+    fast, reference = build_tiled(frame, layout, mean), build_tiled_numpy(frame, layout, mean)
+    np.testing.assert_allclose(fast, reference, rtol=0, atol=1e-4)
+    assert np.count_nonzero(fast) == np.count_nonzero(reference)
+
+
+def test_sum_taps_is_the_last_convolution() -> None:
+    """The graph's 1x1 taps, shifted and summed, are the 9x9 convolution (padding 4)."""
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(6, 13, 17)).astype(np.float32)
+    weight = rng.normal(size=(1, 6, 9, 9)).astype(np.float32)
+    taps = np.einsum("wcyx,chv->wyxhv", weight, x).reshape(81, 13, 17)
+    padded = np.pad(x, ((0, 0), (4, 4), (4, 4)))
+    direct = np.array(
+        [
+            [np.sum(weight[0] * padded[:, r : r + 9, c : c + 9]) for c in range(17)]
+            for r in range(13)
+        ]
+    )
+    got = sum_taps(taps, np.array([0.5], dtype=np.float32), 9, 4)
+    np.testing.assert_allclose(got[0], direct + 0.5, rtol=0, atol=1e-3)
 
 
 def test_nms_uses_dlibs_overlap_test() -> None:

@@ -63,6 +63,9 @@ class DetectorSettings:
     output_stride: float
     output_offset: float
     min_tensor_size: int
+    taps_kernel: int
+    taps_padding: int
+    taps_bias: np.ndarray
 
     @classmethod
     def from_json(cls, text: str) -> DetectorSettings:
@@ -77,6 +80,9 @@ class DetectorSettings:
             output_stride=float(meta["output_stride"]),
             output_offset=float(meta["output_offset"]),
             min_tensor_size=int(meta["min_tensor_size"]),
+            taps_kernel=int(meta["taps_kernel"]),
+            taps_padding=int(meta["taps_padding"]),
+            taps_bias=np.array(meta["taps_bias"], dtype=np.float32),
         )
 
 
@@ -116,6 +122,24 @@ def non_max_suppression(
                 continue
         kept.append(int(i))
     return kept
+
+
+def sum_taps(taps: np.ndarray, bias: np.ndarray, kernel: int, padding: int) -> np.ndarray:
+    """The last convolution's output ``(windows, rows, cols)`` from the graph's ``(windows *
+    kernel**2, rows, cols)`` taps: each tap map shifted by its kernel offset and added."""
+    windows = bias.size
+    _, rows, cols = taps.shape
+    taps = taps.reshape(windows, kernel, kernel, rows, cols)
+    # out[y, x] = sum over (ky, kx) of tap[ky, kx][y + ky - padding, x + kx - padding], zero
+    # outside: accumulated in a frame wide enough for every shift, then cut out.
+    frame = np.zeros((windows, rows + 2 * kernel, cols + 2 * kernel), dtype=np.float32)
+    for ky in range(kernel):
+        for kx in range(kernel):
+            top, left = kernel - ky + padding, kernel - kx + padding
+            frame[:, top : top + rows, left : left + cols] += taps[:, ky, kx]
+    out = frame[:, kernel : kernel + rows, kernel : kernel + cols]
+    out += bias.astype(np.float32)[:, None, None]
+    return out
 
 
 def decode(
@@ -168,7 +192,9 @@ class OnnxMmodDetector:
 
     def scores(self, tiled: np.ndarray) -> np.ndarray:
         """The network's output ``(windows, out_rows, out_cols)`` for one tiled tensor."""
-        return self.session.run(None, {self.input_name: tiled[None]})[0][0]
+        taps = self.session.run(None, {self.input_name: tiled[None]})[0][0]
+        s = self.settings
+        return sum_taps(taps, s.taps_bias, s.taps_kernel, s.taps_padding)
 
     def detect(self, rgb: np.ndarray, upsample: int = 0) -> list[MmodBox]:
         """Faces in an RGB ``uint8`` image, as dlib's ``cnn_face_detection_model_v1(rgb,
