@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -225,19 +225,34 @@ class OnnxMmodDetector:
         return found
 
 
-_detector: tuple[int, OnnxMmodDetector] | None = None
+Precision = Literal["fp32", "int8"]
+
+
+def detector_precision() -> Precision:
+    """``$OPENLFR_DETECTOR_PRECISION``: ``fp32`` (the default: dlib's boxes and confidences)
+    or ``int8`` (faster, but about one box in ten one output stride off dlib's; mmod_int8.py)."""
+    value = os.environ.get("OPENLFR_DETECTOR_PRECISION", "fp32").strip().lower()
+    if value not in ("fp32", "int8"):
+        raise ValueError(f"OPENLFR_DETECTOR_PRECISION must be fp32 or int8, not {value!r}")
+    return "int8" if value == "int8" else "fp32"
+
+
+_detector: tuple[int, Precision, OnnxMmodDetector] | None = None
 # As in runtime.py: sessions inherited through fork() are kept, never used or destroyed.
 _inherited: list[OnnxMmodDetector] = []
 
 
 def onnx_mmod_detector() -> OnnxMmodDetector:
-    """The process's detector, made on first use from the verified converted model."""
+    """The process's detector, made on first use from the verified converted model of the
+    precision ``detector_precision`` asks for."""
     global _detector
     pid = os.getpid()
-    if _detector is None or _detector[0] != pid:
-        from openlfr.vision.onnx.convert import DETECTOR, load_verified_model
+    precision = detector_precision()
+    if _detector is None or _detector[:2] != (pid, precision):
+        from openlfr.vision.onnx.convert import DETECTOR, DETECTOR_INT8, load_verified_model
 
-        if _detector is not None:
-            _inherited.append(_detector[1])
-        _detector = (pid, OnnxMmodDetector(load_verified_model(model=DETECTOR)))
-    return _detector[1]
+        if _detector is not None and _detector[0] != pid:
+            _inherited.append(_detector[2])
+        source = DETECTOR_INT8 if precision == "int8" else DETECTOR
+        _detector = (pid, precision, OnnxMmodDetector(load_verified_model(model=source)))
+    return _detector[2]
