@@ -190,11 +190,14 @@ class OnnxMmodDetector:
         meta = self.session.get_modelmeta().custom_metadata_map
         self.settings = DetectorSettings.from_json(meta[METADATA_KEY])
 
+    def taps(self, tiled: np.ndarray) -> np.ndarray:
+        """The graph's output for one tiled tensor: the last convolution's taps."""
+        return self.session.run(None, {self.input_name: tiled[None]})[0][0]
+
     def scores(self, tiled: np.ndarray) -> np.ndarray:
         """The network's output ``(windows, out_rows, out_cols)`` for one tiled tensor."""
-        taps = self.session.run(None, {self.input_name: tiled[None]})[0][0]
         s = self.settings
-        return sum_taps(taps, s.taps_bias, s.taps_kernel, s.taps_padding)
+        return sum_taps(self.taps(tiled), s.taps_bias, s.taps_kernel, s.taps_padding)
 
     def detect(self, rgb: np.ndarray, upsample: int = 0) -> list[MmodBox]:
         """Faces in an RGB ``uint8`` image, as dlib's ``cnn_face_detection_model_v1(rgb,
