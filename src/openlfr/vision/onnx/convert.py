@@ -41,7 +41,7 @@ DETECTOR_SIZE = 729_940
 # one is made, instead of an old graph being reused under a new converter.
 CONVERTER_VERSION = 1
 ONNX_NAME = f"dlib_face_recognition_resnet_model_v1.openlfr{CONVERTER_VERSION}.onnx"
-DETECTOR_CONVERTER_VERSION = 2
+DETECTOR_CONVERTER_VERSION = 3
 DETECTOR_ONNX_NAME = f"mmod_human_face_detector.openlfr{DETECTOR_CONVERTER_VERSION}.onnx"
 DETECTOR_INT8_ONNX_NAME = f"mmod_human_face_detector.openlfr{DETECTOR_CONVERTER_VERSION}.int8.onnx"
 

@@ -126,18 +126,18 @@ def non_max_suppression(
 
 def sum_taps(taps: np.ndarray, bias: np.ndarray, kernel: int, padding: int) -> np.ndarray:
     """The last convolution's output ``(windows, rows, cols)`` from the graph's ``(windows *
-    kernel**2, rows, cols)`` taps: each tap map shifted by its kernel offset and added."""
+    kernel, rows, cols)`` taps (the convolution along rows, one map per kernel row): each
+    shifted by its row and added."""
     windows = bias.size
     _, rows, cols = taps.shape
-    taps = taps.reshape(windows, kernel, kernel, rows, cols)
-    # out[y, x] = sum over (ky, kx) of tap[ky, kx][y + ky - padding, x + kx - padding], zero
-    # outside: accumulated in a frame wide enough for every shift, then cut out.
-    frame = np.zeros((windows, rows + 2 * kernel, cols + 2 * kernel), dtype=np.float32)
+    taps = taps.reshape(windows, kernel, rows, cols)
+    # out[y] = sum over ky of tap[ky][y + ky - padding], zero outside: accumulated in a frame
+    # tall enough for every shift, then cut out.
+    frame = np.zeros((windows, rows + 2 * kernel, cols), dtype=np.float32)
     for ky in range(kernel):
-        for kx in range(kernel):
-            top, left = kernel - ky + padding, kernel - kx + padding
-            frame[:, top : top + rows, left : left + cols] += taps[:, ky, kx]
-    out = frame[:, kernel : kernel + rows, kernel : kernel + cols]
+        top = kernel - ky + padding
+        frame[:, top : top + rows] += taps[:, ky]
+    out = frame[:, kernel : kernel + rows]
     out += bias.astype(np.float32)[:, None, None]
     return out
 

@@ -6,7 +6,7 @@ CPU with VNNI, but *not* dlib's boxes to the pixel (opt-in, ``OPENLFR_DETECTOR_P
 ONNX Runtime's static quantization (``quantize_static``, QDQ format, weights int8 per output
 channel, activations uint8 per tensor, ranges by min/max) over every convolution but the
 first and the last: ONNX Runtime then runs the middle five as ``QLinearConv`` in NHWC with
-its u8s8 (VNNI) kernels. The first (3 input channels) and the last (the 81 taps) stay fp32:
+its u8s8 (VNNI) kernels. The first (3 input channels) and the last (the row taps) stay fp32:
 quantized, they are slower (the first) and move more boxes (both).
 
 The activation ranges come from running the fp32 network on images every installation has:
