@@ -1,6 +1,6 @@
 """Detection benchmark: dlib HOG, dlib's MMOD CNN run by dlib, and the same MMOD network run by
-ONNX Runtime, in the same process on the same generated frames, as milliseconds per frame at
-480p, 540p, 720p and 1080p, with ratios.
+ONNX Runtime (fp32, the default, and the opt-in int8 variant), in the same process on the
+same generated frames, as milliseconds per frame at 480p, 540p, 720p and 1080p, with ratios.
 
     python benchmarks/detection.py            # about 2-3 minutes on 2 cores (dlib's MMOD is slow)
     python benchmarks/detection.py --quick    # 480p and 540p only
@@ -8,7 +8,9 @@ ONNX Runtime, in the same process on the same generated frames, as milliseconds 
 The frames are a deterministic textured background with the astronaut (scikit-image, public
 domain) pasted in, so it runs anywhere; every detector must find her face, which the table
 shows. No upsampling. The ONNX time is split into its parts (building the tiled pyramid,
-the network, decoding) and the load average is printed: on shared cores it explains slow runs.
+the network, decoding with the last convolution's tap sum) and the load average is printed:
+on shared cores it explains slow runs. Each round of timing runs every detector once, so
+that other jobs on the machine slow them alike.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from rich.table import Table
 from skimage import data
 
 from openlfr.vision import models
-from openlfr.vision.onnx.convert import DETECTOR, load_verified_model
-from openlfr.vision.onnx.detector import OnnxMmodDetector, decode
+from openlfr.vision.onnx.convert import DETECTOR, DETECTOR_INT8, load_verified_model
+from openlfr.vision.onnx.detector import OnnxMmodDetector, decode, sum_taps
 from openlfr.vision.onnx.pyramid import build_tiled, tiled_layout
 from openlfr.vision.onnx.runtime import default_threads
 
@@ -56,17 +58,35 @@ def ms_per_frame(fn: Callable[[], object], min_seconds: float, min_runs: int = 3
     return 1000 * float(np.median(times))
 
 
+def ms_interleaved(fns: dict[str, Callable[[], object]], min_seconds: float) -> dict[str, float]:
+    """Median milliseconds of each function, called in turn (round robin) for at least
+    ``min_seconds`` and 5 rounds: a load that comes and goes is shared fairly."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    start = time.perf_counter()
+    while min(map(len, times.values())) < 5 or time.perf_counter() - start < min_seconds:
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: 1000 * float(np.median(t)) for name, t in times.items()}
+
+
 def onnx_parts(detector: OnnxMmodDetector, frame: np.ndarray) -> list[str]:
     """Milliseconds for the pyramid, the network and the decoding of one frame."""
     height, width = frame.shape[:2]
     s = detector.settings
     layout = tiled_layout(height, width, s.padding, s.outer_padding)
     tiled = build_tiled(frame, layout, s.mean_rgb)
-    scores = detector.scores(tiled)
+    taps = detector.taps(tiled)
+
+    def decoded() -> object:
+        scores = sum_taps(taps, s.taps_bias, s.taps_kernel, s.taps_padding)
+        return decode(scores, height, width, s)
+
     return [
         f"{ms_per_frame(lambda: build_tiled(frame, layout, s.mean_rgb), 1.0):.0f}",
-        f"{ms_per_frame(lambda: detector.scores(tiled), 2.0):.0f}",
-        f"{ms_per_frame(lambda: decode(scores, height, width, s), 0.5):.1f}",
+        f"{ms_per_frame(lambda: detector.taps(tiled), 2.0):.0f}",
+        f"{ms_per_frame(decoded, 0.5):.1f}",
     ]
 
 
@@ -76,11 +96,15 @@ def main() -> None:
     args = parser.parse_args()
     sizes = {k: v for k, v in SIZES.items() if not args.quick or k in ("480p", "540p")}
 
-    model = load_verified_model(model=DETECTOR)  # converted here on first use, not timed
+    # Converted here on first use, not timed.
+    fp32, int8 = load_verified_model(model=DETECTOR), load_verified_model(model=DETECTOR_INT8)
     threads = default_threads()
-    onnx_detectors = {f"ONNX MMOD, {threads} thread(s)": OnnxMmodDetector(model, threads=threads)}
+    onnx_detectors = {
+        f"ONNX MMOD fp32, {threads} thread(s)": OnnxMmodDetector(fp32, threads=threads),
+        f"ONNX MMOD int8, {threads} thread(s)": OnnxMmodDetector(int8, threads=threads),
+    }
     if threads != 1:
-        onnx_detectors["ONNX MMOD, 1 thread"] = OnnxMmodDetector(model, threads=1)
+        onnx_detectors["ONNX MMOD fp32, 1 thread"] = OnnxMmodDetector(fp32, threads=1)
     hog, mmod = models.hog_detector(), models.mmod_detector()
     warm = make_frame(*SIZES["480p"])
     hog(warm, 0), mmod(warm, 0)
@@ -92,25 +116,46 @@ def main() -> None:
         "detector",
         "ms/frame",
         "speed vs dlib MMOD",
+        "vs ONNX fp32",
         "faces",
         title="face detection, no upsampling",
     )
-    parts = Table("frame", "pyramid ms", "network ms", "decode ms", title="ONNX MMOD, its parts")
+    parts = Table(
+        "frame", "variant", "pyramid ms", "network ms", "decode ms", title="ONNX MMOD, its parts"
+    )
     for label, (width, height) in sizes.items():
         frame = make_frame(width, height)
         name = f"{label} ({width}x{height})"
         hog_ms = ms_per_frame(lambda f=frame: hog(f, 0), 2.0)
         mmod_ms = ms_per_frame(lambda f=frame: mmod(f, 0), 0.0, min_runs=2)
-        table.add_row(
-            name, "dlib HOG", f"{hog_ms:.0f}", f"{mmod_ms / hog_ms:.1f}x", str(len(hog(frame, 0)))
+        onnx_ms = ms_interleaved(
+            {k: (lambda f=frame, d=d: d.detect(f)) for k, d in onnx_detectors.items()}, 6.0
         )
-        table.add_row("", "dlib MMOD", f"{mmod_ms:.0f}", "1.0x", str(len(mmod(frame, 0))))
+        reference = next(iter(onnx_ms.values()))
+        table.add_row(
+            name,
+            "dlib HOG",
+            f"{hog_ms:.0f}",
+            f"{mmod_ms / hog_ms:.1f}x",
+            "",
+            str(len(hog(frame, 0))),
+        )
+        table.add_row("", "dlib MMOD", f"{mmod_ms:.0f}", "1.0x", "", str(len(mmod(frame, 0))))
         for detector_name, detector in onnx_detectors.items():
-            ms = ms_per_frame(lambda f=frame, d=detector: d.detect(f), 3.0)
+            ms = onnx_ms[detector_name]
             found = len(detector.detect(frame))
-            table.add_row("", detector_name, f"{ms:.0f}", f"{mmod_ms / ms:.1f}x", str(found))
-        parts.add_row(name, *onnx_parts(next(iter(onnx_detectors.values())), frame))
-    console = Console(width=110)
+            table.add_row(
+                "",
+                detector_name,
+                f"{ms:.0f}",
+                f"{mmod_ms / ms:.1f}x",
+                f"{ms / reference:.2f}",
+                str(found),
+            )
+        for variant, detector in list(onnx_detectors.items())[:2]:
+            parts.add_row(name, variant.split(",")[0], *onnx_parts(detector, frame))
+            name = ""
+    console = Console(width=120)
     console.print(table)
     console.print(parts)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -7,7 +7,9 @@ The MMOD (CNN) detector has two backends that give the same boxes: ``onnx`` (dli
 converted to ONNX and run by ONNX Runtime, several times faster, see ``openlfr.vision.onnx``)
 and ``dlib``. ``OPENLFR_DETECTOR_BACKEND`` picks one; unset, detection follows
 ``OPENLFR_EMBEDDING_BACKEND`` (default ``onnx``), so ``OPENLFR_EMBEDDING_BACKEND=dlib`` still
-means "dlib throughout". HOG always runs in dlib.
+means "dlib throughout". ``OPENLFR_DETECTOR_PRECISION=int8`` makes the ``onnx`` backend use
+an int8-quantized network: faster, but not dlib's boxes exactly (``openlfr.vision.onnx.
+mmod_int8``). HOG always runs in dlib.
 """
 
 from __future__ import annotations

@@ -5,12 +5,13 @@
 >>> detector_bytes = load_verified_model(model=DETECTOR)   # the MMOD face detector
 
 Two models convert: ``DESCRIPTOR`` (the face descriptor ResNet, the default everywhere here)
-and ``DETECTOR`` (the MMOD CNN face detector). A converted model lives in ``data_dir()/models``
-beside a ``.sha256`` file written in ``sha256sum`` format. A missing or mismatched checksum
-means the file is rebuilt rather than trusted. The source is checked too: it must be exactly
-the file ``face_recognition_models`` ships (``DESCRIPTOR_SHA256``, ``DETECTOR_SHA256``),
-because the converter knows that network's layout and nothing else; anything else is a
-``ModelMissingError`` saying what to reinstall.
+and ``DETECTOR`` (the MMOD CNN face detector), the latter also as ``DETECTOR_INT8`` (its
+int8-quantized variant, calibrated on an image matplotlib ships; opt-in). A converted model
+lives in ``data_dir()/models`` beside a ``.sha256`` file written in ``sha256sum`` format. A
+missing or mismatched checksum means the file is rebuilt rather than trusted. The source is
+checked too: it must be exactly the file ``face_recognition_models`` ships
+(``DESCRIPTOR_SHA256``, ``DETECTOR_SHA256``), because the converter knows that network's
+layout and nothing else; anything else is a ``ModelMissingError`` saying what to reinstall.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ DETECTOR_SIZE = 729_940
 # one is made, instead of an old graph being reused under a new converter.
 CONVERTER_VERSION = 1
 ONNX_NAME = f"dlib_face_recognition_resnet_model_v1.openlfr{CONVERTER_VERSION}.onnx"
-DETECTOR_CONVERTER_VERSION = 1
+DETECTOR_CONVERTER_VERSION = 3
 DETECTOR_ONNX_NAME = f"mmod_human_face_detector.openlfr{DETECTOR_CONVERTER_VERSION}.onnx"
+DETECTOR_INT8_ONNX_NAME = f"mmod_human_face_detector.openlfr{DETECTOR_CONVERTER_VERSION}.int8.onnx"
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,14 @@ def _build_detector(data: bytes) -> bytes:
     return build_detector_model(read_network(data)).SerializeToString()
 
 
+def _build_detector_int8(data: bytes) -> bytes:
+    from openlfr.vision.onnx.mmod import read_network
+    from openlfr.vision.onnx.mmod_graph import build_detector_model
+    from openlfr.vision.onnx.mmod_int8 import quantize_detector
+
+    return quantize_detector(build_detector_model(read_network(data)))
+
+
 DESCRIPTOR = SourceModel(
     "descriptor",
     "face descriptor model",
@@ -89,6 +99,15 @@ DETECTOR = SourceModel(
     DETECTOR_SIZE,
     DETECTOR_ONNX_NAME,
     _build_detector,
+)
+# The same detector with int8 convolutions (mmod_int8.py): faster, not dlib's boxes exactly.
+DETECTOR_INT8 = SourceModel(
+    "mmod",
+    "MMOD face detector model",
+    DETECTOR_SHA256,
+    DETECTOR_SIZE,
+    DETECTOR_INT8_ONNX_NAME,
+    _build_detector_int8,
 )
 
 

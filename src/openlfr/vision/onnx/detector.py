@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -63,6 +63,9 @@ class DetectorSettings:
     output_stride: float
     output_offset: float
     min_tensor_size: int
+    taps_kernel: int
+    taps_padding: int
+    taps_bias: np.ndarray
 
     @classmethod
     def from_json(cls, text: str) -> DetectorSettings:
@@ -77,6 +80,9 @@ class DetectorSettings:
             output_stride=float(meta["output_stride"]),
             output_offset=float(meta["output_offset"]),
             min_tensor_size=int(meta["min_tensor_size"]),
+            taps_kernel=int(meta["taps_kernel"]),
+            taps_padding=int(meta["taps_padding"]),
+            taps_bias=np.array(meta["taps_bias"], dtype=np.float32),
         )
 
 
@@ -116,6 +122,24 @@ def non_max_suppression(
                 continue
         kept.append(int(i))
     return kept
+
+
+def sum_taps(taps: np.ndarray, bias: np.ndarray, kernel: int, padding: int) -> np.ndarray:
+    """The last convolution's output ``(windows, rows, cols)`` from the graph's ``(windows *
+    kernel, rows, cols)`` taps (the convolution along rows, one map per kernel row): each
+    shifted by its row and added."""
+    windows = bias.size
+    _, rows, cols = taps.shape
+    taps = taps.reshape(windows, kernel, rows, cols)
+    # out[y] = sum over ky of tap[ky][y + ky - padding], zero outside: accumulated in a frame
+    # tall enough for every shift, then cut out.
+    frame = np.zeros((windows, rows + 2 * kernel, cols), dtype=np.float32)
+    for ky in range(kernel):
+        top = kernel - ky + padding
+        frame[:, top : top + rows] += taps[:, ky]
+    out = frame[:, kernel : kernel + rows]
+    out += bias.astype(np.float32)[:, None, None]
+    return out
 
 
 def decode(
@@ -166,9 +190,14 @@ class OnnxMmodDetector:
         meta = self.session.get_modelmeta().custom_metadata_map
         self.settings = DetectorSettings.from_json(meta[METADATA_KEY])
 
+    def taps(self, tiled: np.ndarray) -> np.ndarray:
+        """The graph's output for one tiled tensor: the last convolution's taps."""
+        return self.session.run(None, {self.input_name: tiled[None]})[0][0]
+
     def scores(self, tiled: np.ndarray) -> np.ndarray:
         """The network's output ``(windows, out_rows, out_cols)`` for one tiled tensor."""
-        return self.session.run(None, {self.input_name: tiled[None]})[0][0]
+        s = self.settings
+        return sum_taps(self.taps(tiled), s.taps_bias, s.taps_kernel, s.taps_padding)
 
     def detect(self, rgb: np.ndarray, upsample: int = 0) -> list[MmodBox]:
         """Faces in an RGB ``uint8`` image, as dlib's ``cnn_face_detection_model_v1(rgb,
@@ -199,19 +228,34 @@ class OnnxMmodDetector:
         return found
 
 
-_detector: tuple[int, OnnxMmodDetector] | None = None
+Precision = Literal["fp32", "int8"]
+
+
+def detector_precision() -> Precision:
+    """``$OPENLFR_DETECTOR_PRECISION``: ``fp32`` (the default: dlib's boxes and confidences)
+    or ``int8`` (faster, but about one box in ten one output stride off dlib's; mmod_int8.py)."""
+    value = os.environ.get("OPENLFR_DETECTOR_PRECISION", "fp32").strip().lower()
+    if value not in ("fp32", "int8"):
+        raise ValueError(f"OPENLFR_DETECTOR_PRECISION must be fp32 or int8, not {value!r}")
+    return "int8" if value == "int8" else "fp32"
+
+
+_detector: tuple[int, Precision, OnnxMmodDetector] | None = None
 # As in runtime.py: sessions inherited through fork() are kept, never used or destroyed.
 _inherited: list[OnnxMmodDetector] = []
 
 
 def onnx_mmod_detector() -> OnnxMmodDetector:
-    """The process's detector, made on first use from the verified converted model."""
+    """The process's detector, made on first use from the verified converted model of the
+    precision ``detector_precision`` asks for."""
     global _detector
     pid = os.getpid()
-    if _detector is None or _detector[0] != pid:
-        from openlfr.vision.onnx.convert import DETECTOR, load_verified_model
+    precision = detector_precision()
+    if _detector is None or _detector[:2] != (pid, precision):
+        from openlfr.vision.onnx.convert import DETECTOR, DETECTOR_INT8, load_verified_model
 
-        if _detector is not None:
-            _inherited.append(_detector[1])
-        _detector = (pid, OnnxMmodDetector(load_verified_model(model=DETECTOR)))
-    return _detector[1]
+        if _detector is not None and _detector[0] != pid:
+            _inherited.append(_detector[2])
+        source = DETECTOR_INT8 if precision == "int8" else DETECTOR
+        _detector = (pid, precision, OnnxMmodDetector(load_verified_model(model=source)))
+    return _detector[2]

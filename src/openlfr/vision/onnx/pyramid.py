@@ -274,7 +274,69 @@ def rect_down(box: np.ndarray, levels: int) -> np.ndarray:
 
 
 def build_tiled(rgb: np.ndarray, layout: TiledLayout, mean_rgb: np.ndarray) -> np.ndarray:
-    """The ``(3, rows, cols)`` float32 tensor dlib's input layer makes from ``rgb``."""
+    """The ``(3, rows, cols)`` float32 tensor dlib's input layer makes from ``rgb``.
+
+    Each level is written in place into its tile by ``cv2.remap`` from the previous tile, with
+    maps holding dlib's sample positions (``_remap_maps``, kept per image size): OpenCV's
+    float bilinear resampling, SIMD and threaded, about five times faster than numpy here and
+    within about 2e-5 of it. Where this OpenCV rounds sample positions coarsely (older ones
+    use 1/32 of a pixel) ``build_tiled_numpy`` does the work instead."""
+    if not _remap_is_exact():
+        return build_tiled_numpy(rgb, layout, mean_rgb)
+    import cv2
+
+    out = np.zeros((3, layout.rows, layout.cols), dtype=np.float32)
+    if not layout.rects:
+        return out
+    r0 = layout.rects[0]
+    for c in range(3):
+        first = out[c, r0.top : r0.bottom + 1, r0.left : r0.right + 1]
+        np.subtract(rgb[:, :, c], np.float32(mean_rgb[c]), out=first, casting="unsafe")
+        first *= np.float32(1 / 256)
+        prev = r0
+        for r, (map_x, map_y) in zip(layout.rects[1:], _remap_maps(layout), strict=True):
+            src = out[c, prev.top : prev.bottom + 1, prev.left : prev.right + 1]
+            dst = out[c, r.top : r.bottom + 1, r.left : r.right + 1]
+            got = cv2.remap(src, map_x, map_y, cv2.INTER_LINEAR, dst=dst)
+            if not np.shares_memory(got, dst):  # OpenCV could not write into the tile
+                dst[...] = got
+            prev = r
+    return out
+
+
+@lru_cache(maxsize=16)
+def _remap_maps(layout: TiledLayout) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """For each level after the first, ``cv2.remap``'s maps: where each of its pixels samples
+    the previous level (``_resize_plan``'s positions, as float32)."""
+    maps = []
+    for prev, r in zip(layout.rects, layout.rects[1:], strict=False):
+        plan = _resize_plan(prev.height, prev.width, r.height, r.width)
+        x = (plan.left + plan.lr_frac.astype(np.float64)).astype(np.float32)
+        y = (plan.top + plan.tb_frac).astype(np.float32)
+        maps.append(
+            (
+                np.ascontiguousarray(np.broadcast_to(x[None, :], (r.height, r.width))),
+                np.ascontiguousarray(np.broadcast_to(y[:, None], (r.height, r.width))),
+            )
+        )
+    return tuple(maps)
+
+
+@lru_cache(maxsize=1)
+def _remap_is_exact() -> bool:
+    """Whether ``cv2.remap`` interpolates float images with float weights (OpenCV 4.11 and
+    later) rather than in steps of 1/32 pixel: checked once on a random level."""
+    import cv2
+
+    plane = np.random.default_rng(0).random((1, 60, 90), dtype=np.float32)
+    layout = TiledLayout((Rect(0, 0, 89, 59), Rect(0, 0, 74, 49)), 60, 90)
+    map_x, map_y = _remap_maps(layout)[0]
+    got = cv2.remap(plane[0], map_x, map_y, cv2.INTER_LINEAR)
+    return float(np.abs(got - resize_planes(plane, 50, 75)[0]).max()) < 1e-4
+
+
+def build_tiled_numpy(rgb: np.ndarray, layout: TiledLayout, mean_rgb: np.ndarray) -> np.ndarray:
+    """``build_tiled`` in numpy only (``resize_planes`` for each level): the reference."""
     out = np.zeros((3, layout.rows, layout.cols), dtype=np.float32)
     if not layout.rects:
         return out
