@@ -37,7 +37,7 @@ from openlfr.vision.onnx.pyramid import (
     round_half_away,
     tiled_layout,
 )
-from openlfr.vision.onnx.runtime import execution_providers
+from openlfr.vision.onnx.runtime import inference_session
 
 
 class MmodBox(NamedTuple):
@@ -174,18 +174,9 @@ class OnnxMmodDetector:
     """An ``onnxruntime.InferenceSession`` over the converted detector (any image size)."""
 
     def __init__(self, model: bytes, *, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
         from openlfr.vision.onnx.mmod_graph import METADATA_KEY
-        from openlfr.vision.onnx.runtime import default_threads
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or default_threads()
-        options.inter_op_num_threads = 1
-        # As for the embedder (runtime.py): idle threads sleep, the cores are shared.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(model, options, providers=execution_providers())
+        self.session = inference_session(model, threads)
         self.input_name = self.session.get_inputs()[0].name
         meta = self.session.get_modelmeta().custom_metadata_map
         self.settings = DetectorSettings.from_json(meta[METADATA_KEY])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -36,21 +37,26 @@ def execution_providers() -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+def inference_session(model: bytes, threads: int | None = None) -> Any:
+    """An ``onnxruntime.InferenceSession`` set up as every converted model here wants it."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or default_threads()
+    options.inter_op_num_threads = 1  # each graph is one chain: nothing to run beside it
+    # Idle worker threads sleep instead of spinning: the cores are shared (worker
+    # processes, other programs), and a spinning thread that is descheduled stalls the
+    # whole convolution. Measured on 2 busy cores it is also faster (docs/onnx.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model, options, providers=execution_providers())
+
+
 class OnnxEmbedder:
     """An ``onnxruntime.InferenceSession`` over the converted model (batch size dynamic)."""
 
     def __init__(self, model: bytes, *, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or default_threads()
-        options.inter_op_num_threads = 1  # the graph is one chain: nothing to run beside it
-        # Idle worker threads sleep instead of spinning: the cores are shared (worker
-        # processes, other programs), and a spinning thread that is descheduled stalls the
-        # whole convolution. Measured on 2 busy cores it is also faster (docs/onnx.md).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(model, options, providers=execution_providers())
+        self.session = inference_session(model, threads)
         self.input_name = self.session.get_inputs()[0].name
 
     def descriptors(self, chips: Sequence[np.ndarray]) -> np.ndarray:
