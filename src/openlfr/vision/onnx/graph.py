@@ -140,20 +140,38 @@ def build_model(layers: list[Layer], *, fold_affine: bool = True) -> onnx.ModelP
         i += 1
 
     g.nodes.append(helper.make_node("Identity", [x], [OUTPUT_NAME], name="output"))
+    return finish_model(
+        g,
+        "dlib_face_recognition_resnet_model_v1",
+        (INPUT_NAME, ["batch", *input_shape]),
+        (OUTPUT_NAME, ["batch", 128]),
+    )
+
+
+def finish_model(
+    g: _Graph,
+    name: str,
+    input_: tuple[str, list[int | str]],
+    output: tuple[str, list[int | str]],
+    metadata: dict[str, str] | None = None,
+) -> onnx.ModelProto:
+    """The graph's nodes as a checked model: one float input, one float output, our opset."""
     graph = helper.make_graph(
         g.nodes,
-        "dlib_face_recognition_resnet_model_v1",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", *input_shape])],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", 128])],
+        name,
+        [helper.make_tensor_value_info(input_[0], TensorProto.FLOAT, input_[1])],
+        [helper.make_tensor_value_info(output[0], TensorProto.FLOAT, output[1])],
         g.initializers,
     )
     model = helper.make_model(
         graph,
         opset_imports=[helper.make_opsetid("", OPSET)],
         producer_name="openlfr",
-        doc_string="dlib_face_recognition_resnet_model_v1 converted by openlfr.vision.onnx",
+        doc_string=f"{name} converted by openlfr.vision.onnx",
     )
     model.ir_version = IR_VERSION
+    if metadata:
+        helper.set_model_props(model, metadata)
     onnx.checker.check_model(model)
     return model
 

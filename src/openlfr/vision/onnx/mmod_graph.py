@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import helper
 
-from openlfr.vision.onnx.graph import IR_VERSION, OPSET, _fold_affine, _Graph
+from openlfr.vision.onnx.graph import _fold_affine, _Graph, finish_model
 from openlfr.vision.onnx.mmod import MmodNetwork, output_to_input
 
 INPUT_NAME = "tiled"
@@ -125,27 +125,13 @@ def build_detector_model(network: MmodNetwork) -> onnx.ModelProto:
         in_pad = out_pad
 
     taps = weight.shape[0] * weight.shape[2]
-    graph = helper.make_graph(
-        g.nodes,
+    return finish_model(
+        g,
         "mmod_human_face_detector",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", 3, "h", "w"])],
-        [
-            helper.make_tensor_value_info(
-                OUTPUT_NAME, TensorProto.FLOAT, ["batch", taps, "out_h", "out_w"]
-            )
-        ],
-        g.initializers,
+        (INPUT_NAME, ["batch", 3, "h", "w"]),
+        (OUTPUT_NAME, ["batch", taps, "out_h", "out_w"]),
+        {METADATA_KEY: json.dumps(detector_metadata(network))},
     )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        producer_name="openlfr",
-        doc_string="mmod_human_face_detector converted by openlfr.vision.onnx",
-    )
-    model.ir_version = IR_VERSION
-    helper.set_model_props(model, {METADATA_KEY: json.dumps(detector_metadata(network))})
-    onnx.checker.check_model(model)
-    return model
 
 
 def _taps_node(g: _Graph, x: str, weight: np.ndarray) -> onnx.NodeProto:
