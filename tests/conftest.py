@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
 
 
 @pytest.fixture(autouse=True)
@@ -87,3 +89,24 @@ def database_url(
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+# --- the operator service ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(database_url: str) -> sessionmaker[Session]:
+    """The service's store, migrated, with one user per role (service_support.add_users).
+    Modules testing the store without accounts override it."""
+    from service_support import service_store
+
+    return service_store(database_url)
+
+
+@pytest.fixture
+def client(store: sessionmaker[Session]) -> Iterator[TestClient]:
+    """The app over ``store``, without the alert poller (tests insert alerts themselves)."""
+    from openlfr.api import create_app
+
+    with TestClient(create_app(store, poll_alerts=False)) as client:
+        yield client

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -17,27 +16,13 @@ from service_support import (
     authorise_for_tests,
     insert_alert,
     plan_deployment,
-    service_store,
     user_name,
 )
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
-from openlfr.api import create_app
 from openlfr.api.roles import Role
 from openlfr.governance.audit import verify_chain
 from openlfr.store.models import Adjudication, AuditEntry, Deployment, ReferenceImage, Subject
-
-
-@pytest.fixture
-def store(database_url: str) -> sessionmaker[Session]:
-    return service_store(database_url)
-
-
-@pytest.fixture
-def client(store: sessionmaker[Session]) -> Iterator[TestClient]:
-    with TestClient(create_app(store, poll_alerts=False)) as client:
-        yield client
 
 
 def login(client: TestClient, role: Role) -> dict[str, str]:

@@ -8,12 +8,10 @@ import csv
 import io
 import json
 import zipfile
-from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fastapi.testclient import TestClient
 from service_support import (
     adjudicate,
     enrol_directly,
@@ -21,28 +19,15 @@ from service_support import (
     jpeg,
     mark_ran,
     plan_deployment,
-    service_store,
     token_for,
 )
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from openlfr.api import create_app
 from openlfr.api.roles import Role
 from openlfr.governance.audit import verify_chain
 from openlfr.governance.reports import build_report
 from openlfr.store.models import Alert, AuditEntry, ReferenceImage, Subject
-
-
-@pytest.fixture
-def store(database_url: str) -> sessionmaker[Session]:
-    return service_store(database_url)
-
-
-@pytest.fixture
-def client(store: sessionmaker[Session]) -> Iterator[TestClient]:
-    with TestClient(create_app(store, poll_alerts=False)) as client:
-        yield client
 
 
 def as_(store: sessionmaker[Session], role: Role) -> dict[str, str]:
