@@ -10,6 +10,7 @@ from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from openlfr.api.roles import Role
+from openlfr.governance.reports import DeploymentFigures
 
 # PostgreSQL text cannot hold NUL; no legitimate input has one, so it is refused up front (422)
 NO_NUL = r"^[^\x00]*$"
@@ -256,30 +257,6 @@ class VerificationOut(BaseModel):
 # --- transparency reports (figures only: openlfr.governance.reports makes them) ----------------
 
 
-class DeploymentFiguresOut(BaseModel):
-    """One deployment's published line; the fields of ``reports.DeploymentFigures``."""
-
-    id: int
-    name: str
-    date: str
-    location: str
-    area: str
-    start: str | None
-    end: str | None
-    duration_h: float
-    watchlist_size: int
-    threshold: float
-    faces_processed: int
-    alerts: int
-    true_alerts: int
-    false_alerts: int
-    engagements: int
-    arrests: int
-    false_alert_rate: float | None = Field(description="false alerts per face processed")
-    precision: float | None = Field(description="true / (true + false) alerts")
-    alert_days: dict[str, int] = Field(description="alerts still held, per day")
-
-
 class ReportTotals(BaseModel):
     faces_processed: int
     alerts: int
@@ -294,7 +271,7 @@ class ReportTotals(BaseModel):
 
 class ReportOut(BaseModel):
     title: str
-    deployments: list[DeploymentFiguresOut]
+    deployments: list[DeploymentFigures]  # the report's own dataclass: one list of fields
     totals: ReportTotals
     charts: list[str] = Field([], description="PNG data URIs, when asked for with charts=true")
 

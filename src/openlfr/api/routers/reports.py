@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import threading
-from dataclasses import asdict
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Literal
 
@@ -68,7 +67,7 @@ def report(
     return ReportOut.model_validate(
         {
             "title": built.title,
-            "deployments": [asdict(d) for d in built.deployments],
+            "deployments": built.deployments,
             "totals": built.totals(),
             "charts": images,
         }
