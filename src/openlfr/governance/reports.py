@@ -23,21 +23,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
-import matplotlib
+# Figures are made without pyplot: no display needed, no global state, so the service can draw
+# charts for several requests at once.
+from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.figure import Figure
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-matplotlib.use("Agg")  # before pyplot: reports are made on servers without a display
-
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from sqlalchemy import select  # noqa: E402
-from sqlalchemy.orm import Session  # noqa: E402
-
-from openlfr.errors import OpenLFRError  # noqa: E402
-from openlfr.governance.retention import ENGAGED  # noqa: E402
-from openlfr.live.deployment import as_utc, get_deployment  # noqa: E402
-from openlfr.matching import default_threshold  # noqa: E402
-from openlfr.store.models import Adjudication, Alert, Deployment  # noqa: E402
+from openlfr.errors import OpenLFRError
+from openlfr.governance.retention import ENGAGED
+from openlfr.live.deployment import as_utc, get_deployment
+from openlfr.matching import default_threshold
+from openlfr.store.models import Adjudication, Alert, Deployment
 
 FORMATS = ("html", "pdf", "csv", "json")
 
@@ -178,13 +175,15 @@ def charts(report: Report) -> list[Figure]:
     days: Counter[str] = Counter()
     for d in report.deployments:
         days.update(d.alert_days)
-    over_time, ax = plt.subplots(figsize=(8, 3))
+    over_time = Figure(figsize=(8, 3))
+    ax = over_time.subplots()
     ax.bar(list(days), list(days.values()), color="#4575b4")
     ax.set_title("Alerts over time (alerts still held)")
     ax.set_ylabel("alerts")
     ax.tick_params(axis="x", rotation=45)
     over_time.tight_layout()
-    per, ax = plt.subplots(figsize=(8, 3))
+    per = Figure(figsize=(8, 3))
+    ax = per.subplots()
     labels = [str(d.id) for d in report.deployments]
     trues = [d.true_alerts for d in report.deployments]
     ax.bar(labels, trues, label="true", color="#1a9850")
@@ -208,7 +207,6 @@ def chart_data_uris(report: Report) -> list[str]:
     for figure in charts(report):
         png = io.BytesIO()
         figure.savefig(png, format="png", dpi=100)
-        plt.close(figure)
         uris.append("data:image/png;base64," + base64.b64encode(png.getvalue()).decode())
     return uris
 
@@ -262,7 +260,7 @@ def to_html(report: Report) -> str:
 def to_pdf(report: Report, path: Path | IO[bytes]) -> None:
     """To a file, or a binary file object (the service answers from memory)."""
     with PdfPages(path) as pdf:
-        page = plt.figure(figsize=(11.7, 8.3))  # A4 landscape
+        page = Figure(figsize=(11.7, 8.3))  # A4 landscape
         page.text(0.02, 0.95, f"Live facial recognition: {report.title}", fontsize=14)
         rows = [[_cell(getattr(d, k)) for k, _ in COLUMNS] for d in report.deployments]
         totals = report.totals()
@@ -273,10 +271,8 @@ def to_pdf(report: Report, path: Path | IO[bytes]) -> None:
         table.auto_set_font_size(False)
         table.set_fontsize(6)
         pdf.savefig(page)
-        plt.close(page)
         for figure in charts(report):
             pdf.savefig(figure)
-            plt.close(figure)
 
 
 def write_report(report: Report, path: Path, fmt: str) -> None:

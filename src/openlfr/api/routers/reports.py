@@ -9,7 +9,6 @@ deployment ids.
 from __future__ import annotations
 
 import io
-import threading
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Literal
 
@@ -26,8 +25,6 @@ from openlfr.store.models import User
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 Reader = Annotated[User, Depends(allow(roles.REPORT_READ))]
-# pyplot keeps global state and the server answers in threads: one chart drawing at a time
-_charts = threading.Lock()
 MEDIA = {
     "html": "text/html; charset=utf-8",
     "pdf": "application/pdf",
@@ -62,8 +59,7 @@ def report(
     built = _build(session, deployment_id, start, end)
     images: list[str] = []
     if charts:
-        with _charts:
-            images = made.chart_data_uris(built)
+        images = made.chart_data_uris(built)
     return ReportOut.model_validate(
         {
             "title": built.title,
@@ -90,14 +86,13 @@ def export(
 ) -> Response:
     """The report as a file, as ``openlfr report --format`` writes it (audited)."""
     built = _build(session, deployment_id, start, end)
-    with _charts:
-        if format == "pdf":
-            buffer = io.BytesIO()
-            made.to_pdf(built, buffer)
-            content: bytes | str = buffer.getvalue()
-        else:
-            writer = {"html": made.to_html, "csv": made.to_csv, "json": made.to_json}[format]
-            content = writer(built)
+    if format == "pdf":
+        buffer = io.BytesIO()
+        made.to_pdf(built, buffer)
+        content: bytes | str = buffer.getvalue()
+    else:
+        writer = {"html": made.to_html, "csv": made.to_csv, "json": made.to_json}[format]
+        content = writer(built)
     ids = ",".join(str(d.id) for d in built.deployments)
     audit.append(
         session,
