@@ -194,6 +194,58 @@ def test_batches_of_any_size_match_single_chips(astronaut_chip: np.ndarray) -> N
         embed_chips([astronaut_chip[:100]], backend="onnx")
 
 
+class _RecordingSession:
+    """Stands in for an ``InferenceSession`` on a given provider; records each batch's size."""
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.batches: list[int] = []
+
+    def get_inputs(self) -> list:
+        return [type("Input", (), {"name": "chips"})()]
+
+    def get_providers(self) -> list[str]:
+        return [self.provider, "CPUExecutionProvider"]
+
+    def run(self, _outputs: None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        self.batches.append(len(feeds["chips"]))
+        return [np.zeros((len(feeds["chips"]), 128), dtype=np.float32)]
+
+
+@pytest.mark.parametrize(
+    ("provider", "batches"),
+    [("CPUExecutionProvider", [32] * 9 + [12]), ("CUDAExecutionProvider", [256, 44])],
+)
+def test_embedder_slices_by_provider(
+    monkeypatch: pytest.MonkeyPatch, provider: str, batches: list[int]
+) -> None:
+    from openlfr.vision.onnx import runtime
+
+    session = _RecordingSession(provider)
+    monkeypatch.setattr(runtime, "inference_session", lambda model, threads: session)
+    chips = [np.zeros((150, 150, 3), dtype=np.uint8)] * 300
+    assert runtime.OnnxEmbedder(b"").descriptors(chips).shape == (300, 128)
+    assert session.batches == batches
+
+
+def test_cuda_provider_is_first_unless_cpu_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnxruntime
+
+    from openlfr.vision.onnx.runtime import execution_providers
+
+    monkeypatch.delenv("OPENLFR_ONNX_DEVICE", raising=False)
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert execution_providers() == ["CPUExecutionProvider"]
+    monkeypatch.setattr(
+        onnxruntime,
+        "get_available_providers",
+        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
+    assert execution_providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setenv("OPENLFR_ONNX_DEVICE", "cpu")
+    assert execution_providers() == ["CPUExecutionProvider"]
+
+
 def test_backend_is_chosen_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENLFR_EMBEDDING_BACKEND", raising=False)
     assert active_backend() == "onnx"
