@@ -68,12 +68,11 @@ def embedding(seconds: float) -> dict:
     reference = cpu.descriptors(chips[:64])
     result = {
         "providers": gpu.session.get_providers(),
-        "descriptors_call_max_batch": gpu.max_batch,
         "max_cosine_distance_vs_cpu": cosine_distance(gpu.descriptors(chips[:64]), reference),
     }
     for batch in (1, 32, 256):
         # The raw session call at this batch size, and OpenLFR's descriptors() (which slices
-        # long lists into its max_batch and converts from HWC uint8) for the same chips.
+        # long lists into MAX_BATCH and converts from HWC uint8) for the same chips.
         x = nchw[:batch]
         raw = per_second(lambda x=x: gpu.session.run(None, {gpu.input_name: x}), seconds)
         api = per_second(lambda b=batch: gpu.descriptors(chips[:b]), seconds)

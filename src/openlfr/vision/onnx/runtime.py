@@ -14,11 +14,10 @@ from typing import Any
 import numpy as np
 
 CHIP_SHAPE = (150, 150, 3)
-# On a CPU larger batches gain nothing more and cost memory (about 0.7 MB of activations per
-# chip at the widest layer), so long lists go through in slices of this many.
+# Larger batches gain nothing more and cost memory (about 0.7 MB of activations per chip at
+# the widest layer), so long lists go through in slices of this many. On a GPU too: there
+# converting chips to float on the CPU is the limit, and slices of 256 were slower (docs/onnx.md).
 MAX_BATCH = 32
-# A GPU keeps gaining up to about 256 (H100: 16,000 faces/s at 32, 18,400 at 256; docs/onnx.md).
-GPU_MAX_BATCH = 256
 
 
 def default_threads() -> int:
@@ -60,8 +59,6 @@ class OnnxEmbedder:
     def __init__(self, model: bytes, *, threads: int | None = None) -> None:
         self.session = inference_session(model, threads)
         self.input_name = self.session.get_inputs()[0].name
-        on_gpu = self.session.get_providers()[0] == "CUDAExecutionProvider"
-        self.max_batch = GPU_MAX_BATCH if on_gpu else MAX_BATCH
 
     def descriptors(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         """dlib's raw descriptors of aligned 150x150 RGB ``uint8`` chips, ``(n, 128)`` float32."""
@@ -69,8 +66,8 @@ class OnnxEmbedder:
             if chip.shape != CHIP_SHAPE:
                 raise ValueError(f"a face chip must be {CHIP_SHAPE}, got {chip.shape}")
         out = []
-        for start in range(0, len(chips), self.max_batch):
-            batch = np.stack(chips[start : start + self.max_batch])
+        for start in range(0, len(chips), MAX_BATCH):
+            batch = np.stack(chips[start : start + MAX_BATCH])
             nchw = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
             out.append(self.session.run(None, {self.input_name: nchw})[0])
         if not out:
