@@ -221,7 +221,12 @@ def enrol_directly(
     """A watchlist entry with one reference image, without face detection (subject-rights tests
     need the records, not a search): the template is a random unit vector. Returns its id."""
     from openlfr.governance.policy import Policy
-    from openlfr.store.watchlists import add_reference_image, add_subject, get_watchlist
+    from openlfr.store.watchlists import (
+        WatchlistEntry,
+        add_reference_image,
+        add_subject,
+        get_watchlist,
+    )
     from openlfr.vision.detect import Detection
     from openlfr.vision.faces import Face
     from openlfr.vision.quality import Quality
@@ -235,17 +240,15 @@ def enrol_directly(
         embedding=vector / np.linalg.norm(vector),
     )
     with store() as session:
-        subject = add_subject(
-            session,
-            get_watchlist(session, watchlist),
-            name=name,
+        entry = WatchlistEntry(
             category="missing-at-risk",
             reason="test enrolment",
-            image_source="test",
             added_by="pc-test",
-            expires_on=None,
-            policy=Policy(),
+            image_source="test",
             **BASIS,
+        )
+        subject = add_subject(
+            session, get_watchlist(session, watchlist), name=name, entry=entry, policy=Policy()
         )
         add_reference_image(
             session, subject, filename=f"{name}.jpg", content=image, face=face, width=10, height=10

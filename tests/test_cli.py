@@ -9,9 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from openlfr.cli import app
+from openlfr.store.db import open_store
+from openlfr.store.models import AuditEntry
 
 runner = CliRunner()
 CAST = ["amy", "bernadette", "howard", "leonard", "penny", "raj", "sheldon", "stuart"]
@@ -119,6 +122,11 @@ def test_enrol_and_identify_people_from_other_photos(cast: tuple[Path, Path]) ->
     code, out, _ = _run("watchlist", "show", "cast")
     assert "stuart" in out and "2099-01-01" in out
     assert _run("watchlist", "remove-subject", "cast", "stuart")[0] == 0
+    with open_store()() as session:
+        entries = list(session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
+    assert [e.action for e in entries if e.action != "enrol"][-2:] == ["watchlist-create", "delete"]
+    assert entries[-1].object.startswith("watchlist:cast:subject-ids:")
+    assert not any("stuart" in f"{e.object} {e.purpose}" for e in entries)
     code, out, _ = _run("search", "--watchlist", "cast", str(probes / "stuart3.jpg"), "--jsonl")
     assert all(c["subject"] != "stuart" for c in _jsonl(out)[0]["faces"][0]["candidates"])
 

@@ -4,6 +4,7 @@ and the transparency report's figures against alerts and adjudications the test 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -18,7 +19,12 @@ from openlfr.governance.policy import DeploymentRules, Policy, WatchlistRules
 from openlfr.live.deployment import create_deployment, freeze_snapshot, run_deployment
 from openlfr.store import open_store
 from openlfr.store.models import AuditEntry, Deployment, Subject, User
-from openlfr.store.watchlists import add_reference_image, add_subject, create_watchlist
+from openlfr.store.watchlists import (
+    WatchlistEntry,
+    add_reference_image,
+    add_subject,
+    create_watchlist,
+)
 from openlfr.vision.detect import Detection
 from openlfr.vision.faces import Face
 from openlfr.vision.quality import Quality
@@ -42,20 +48,33 @@ def _face(seed: int) -> Face:
     )
 
 
-def _enrol(session: Session, watchlist, name: str, seed: int = 0, **overrides) -> Subject:  # type: ignore[no-untyped-def]
-    fields = dict(
+ENTRY = WatchlistEntry(
+    category="wanted-by-courts",
+    reason="warrant 123",
+    legal_basis="Magistrates' Courts Act 1980 s.1 warrant",
+    authorised_by="insp1",
+    added_by="pc1",
+    image_source="custody",
+)
+
+
+def _enrol(  # type: ignore[no-untyped-def]
+    session: Session,
+    watchlist,
+    name: str,
+    seed: int = 0,
+    policy: Policy | None = None,
+    date_of_birth: date | None = None,
+    **entry_fields,
+) -> Subject:
+    subject = add_subject(
+        session,
+        watchlist,
         name=name,
-        category="wanted-by-courts",
-        reason="warrant 123",
-        image_source="custody",
-        added_by="pc1",
-        expires_on=None,
-        policy=Policy(),
-        legal_basis="Magistrates' Courts Act 1980 s.1 warrant",
-        authorised_by="insp1",
+        entry=replace(ENTRY, **entry_fields),
+        policy=policy or Policy(),
+        date_of_birth=date_of_birth,
     )
-    fields.update(overrides)
-    subject = add_subject(session, watchlist, **fields)
     add_reference_image(
         session,
         subject,

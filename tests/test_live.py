@@ -31,6 +31,7 @@ from openlfr.live.tracker import IouTracker
 from openlfr.matching import WatchlistIndex
 from openlfr.store import Alert, Deployment, SnapshotTemplate, open_store
 from openlfr.store.watchlists import (
+    WatchlistEntry,
     add_reference_image,
     add_subject,
     create_watchlist,
@@ -52,19 +53,15 @@ def _enrol(session, watchlist, name: str, image: np.ndarray) -> None:  # type: i
     import cv2
 
     face = max(find_faces(image, upsample=1), key=lambda f: f.box.width)
-    subject = add_subject(
-        session,
-        watchlist,
-        name=name,
+    entry = WatchlistEntry(
         category="missing-at-risk",
         reason="test",
-        image_source="test clip",
-        added_by="test",
-        expires_on=None,
-        policy=Policy(),
         legal_basis="test",
         authorised_by="test-inspector",
+        added_by="test",
+        image_source="test clip",
     )
+    subject = add_subject(session, watchlist, name=name, entry=entry, policy=Policy())
     ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     add_reference_image(
         session,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from openlfr.governance.policy import Policy, load_policy
 from openlfr.store import ReferenceImage, Template, open_store
 from openlfr.store.db import make_engine
 from openlfr.store.watchlists import (
+    WatchlistEntry,
     add_reference_image,
     add_subject,
     create_watchlist,
@@ -37,20 +39,19 @@ def _face(seed: int) -> Face:
     )
 
 
-def _subject(session, watchlist, name: str, **overrides):  # type: ignore[no-untyped-def]
-    fields = dict(
-        name=name,
-        category="wanted-by-courts",
-        reason="warrant 123",
-        image_source="custody",
-        added_by="pc1",
-        expires_on=None,
-        policy=Policy(),
-        legal_basis="warrant 123",
-        authorised_by="insp1",
-    )
-    fields.update(overrides)
-    return add_subject(session, watchlist, **fields)
+ENTRY = WatchlistEntry(
+    category="wanted-by-courts",
+    reason="warrant 123",
+    legal_basis="warrant 123",
+    authorised_by="insp1",
+    added_by="pc1",
+    image_source="custody",
+)
+
+
+def _subject(session, watchlist, name: str, **entry_fields):  # type: ignore[no-untyped-def]
+    entry = replace(ENTRY, **entry_fields)
+    return add_subject(session, watchlist, name=name, entry=entry, policy=Policy())
 
 
 @pytest.fixture(autouse=True)

@@ -71,6 +71,7 @@ def watchlist_create(
     name: str, description: Annotated[str, typer.Option(help="What the list is for.")] = ""
 ) -> None:
     """Create an empty watchlist."""
+    from openlfr.governance import audit
     from openlfr.store.watchlists import create_watchlist
 
     with _session() as session:
@@ -78,6 +79,13 @@ def watchlist_create(
             create_watchlist(session, name, description)
         except OpenLFRError as exc:
             raise _fail(exc) from exc
+        audit.append(
+            session,
+            actor=f"cli:{getpass.getuser()}",
+            action="watchlist-create",
+            obj=f"watchlist:{name}",
+            purpose="watchlist management",
+        )
         session.commit()
     err.print(f"created watchlist [bold]{name}[/bold]")
 
@@ -110,7 +118,7 @@ def watchlist_import(
     """
     from openlfr.governance.policy import load_policy
     from openlfr.store.enrol import import_folder
-    from openlfr.store.watchlists import get_watchlist
+    from openlfr.store.watchlists import WatchlistEntry, get_watchlist
     from openlfr.vision.batch import list_images
 
     try:
@@ -122,19 +130,22 @@ def watchlist_import(
         task = progress.add_task("enrol", total=total)
         try:
             watchlist = get_watchlist(session, name)
+            entry = WatchlistEntry(
+                category=category,
+                reason=reason,
+                legal_basis=legal_basis,
+                authorised_by=authorised_by,
+                added_by=added_by or getpass.getuser(),
+                image_source=source or str(folder),
+                expires_on=expires_on,
+                minor=minor,
+            )
             report = import_folder(
                 session,
                 watchlist,
                 folder,
-                category=category,
-                reason=reason,
-                image_source=source or str(folder),
-                added_by=added_by or getpass.getuser(),
-                expires_on=expires_on,
+                entry=entry,
                 policy=load_policy(),
-                legal_basis=legal_basis,
-                authorised_by=authorised_by,
-                minor=minor,
                 upsample=upsample,
                 workers=workers,
                 on_image=lambda _: progress.advance(task),
@@ -210,13 +221,22 @@ def watchlist_show(name: str) -> None:
 @watchlist_app.command("remove-subject")
 def watchlist_remove_subject(name: str, subject: str) -> None:
     """Remove a subject with its reference images and templates."""
+    from openlfr.governance import audit
     from openlfr.store.watchlists import get_watchlist, remove_subject
 
     with _session() as session:
         try:
-            remove_subject(session, get_watchlist(session, name), subject)
+            subject_id = remove_subject(session, get_watchlist(session, name), subject)
         except OpenLFRError as exc:
             raise _fail(exc) from exc
+        # The id, not the name, as the service's delete: the log outlives the person's entry.
+        audit.append(
+            session,
+            actor=f"cli:{getpass.getuser()}",
+            action="delete",
+            obj=f"watchlist:{name}:subject-ids:{subject_id}",
+            purpose="watchlist management",
+        )
         session.commit()
     err.print(f"removed {subject} from {name}")
 

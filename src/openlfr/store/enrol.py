@@ -5,15 +5,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from openlfr.errors import PolicyError
 from openlfr.governance.policy import Policy
 from openlfr.store.models import Watchlist
-from openlfr.store.watchlists import add_reference_image, add_subject, get_subject
+from openlfr.store.watchlists import (
+    WatchlistEntry,
+    add_reference_image,
+    add_subject,
+    get_subject,
+)
 from openlfr.vision.batch import ImageResult, analyse_files, list_images
 
 
@@ -42,15 +45,8 @@ def import_folder(
     watchlist: Watchlist,
     folder: Path,
     *,
-    category: str,
-    reason: str,
-    image_source: str,
-    added_by: str,
-    expires_on: date | None,
+    entry: WatchlistEntry,
     policy: Policy,
-    legal_basis: str,
-    authorised_by: str,
-    minor: bool = False,
     upsample: int = 1,
     workers: int | None = None,
     on_image: Callable[[str], None] | None = None,
@@ -61,14 +57,7 @@ def import_folder(
     the subjects it finished and can be run again (already enrolled images are recognised by
     their content and not added twice).
     """
-    policy.check_category(category)
-    # Refuse before the slow part: a missing legal basis or authoriser fails every subject.
-    if not legal_basis.strip() or not authorised_by.strip():
-        raise PolicyError("watchlist entries need a legal basis and an authoriser")
-    if minor and not policy.watchlist.allow_under_18:
-        raise PolicyError(
-            "the policy does not allow people under 18 on a watchlist (watchlist.allow_under_18)"
-        )
+    entry.check(policy)  # before the slow part: a bad entry would fail every subject
     report = ImportReport()
     people = sorted(p for p in folder.iterdir() if p.is_dir())
     jobs = [(person.name, path) for person in people for path in list_images([person])]
@@ -91,20 +80,7 @@ def import_folder(
             continue
         subject = get_subject(session, watchlist, person.name)
         if subject is None:
-            subject = add_subject(
-                session,
-                watchlist,
-                name=person.name,
-                category=category,
-                reason=reason,
-                image_source=image_source,
-                added_by=added_by,
-                expires_on=expires_on,
-                policy=policy,
-                legal_basis=legal_basis,
-                authorised_by=authorised_by,
-                minor=minor,
-            )
+            subject = add_subject(session, watchlist, name=person.name, entry=entry, policy=policy)
             report.subjects_added.append(person.name)
         known = {image.sha256 for image in subject.images}
         for path, result in usable:

@@ -54,48 +54,69 @@ def is_under_18(date_of_birth: date | None, today: date | None = None) -> bool:
     return today.year - date_of_birth.year - (0 if had_birthday else 1) < 18
 
 
+@dataclass(frozen=True)
+class WatchlistEntry:
+    """What a watchlist entry records besides the person: the policy category, why, the law it
+    rests on, who authorised it, who added it, where the images came from, until when, and
+    whether the person is declared under 18. The CLI's import, the API's enrolment and the
+    tests all fill one of these."""
+
+    category: str
+    reason: str
+    legal_basis: str
+    authorised_by: str
+    added_by: str
+    image_source: str = ""
+    expires_on: date | None = None
+    minor: bool = False
+
+    def check(self, policy: Policy, date_of_birth: date | None = None) -> None:
+        """Refuse categories the policy does not allow, a missing reason, legal basis or
+        authoriser, a past expiry date, and (unless the policy allows it) a person under 18,
+        known from ``date_of_birth`` or declared with ``minor``."""
+        policy.check_category(self.category)
+        if not self.reason.strip():
+            raise OpenLFRError("a subject needs a written reason for being on the watchlist")
+        if not self.legal_basis.strip():
+            raise PolicyError("a subject needs the legal basis for the entry (--legal-basis)")
+        if not self.authorised_by.strip():
+            raise PolicyError(
+                "a subject needs the name of who authorised the entry (--authorised-by)"
+            )
+        if self.expires_on is not None and self.expires_on < date.today():
+            raise OpenLFRError(f"expiry date {self.expires_on} is in the past")
+        if (self.minor or is_under_18(date_of_birth)) and not policy.watchlist.allow_under_18:
+            raise PolicyError(
+                "the policy does not allow people under 18 on a watchlist "
+                "(watchlist.allow_under_18)"
+            )
+
+
 def add_subject(
     session: Session,
     watchlist: Watchlist,
     *,
     name: str,
-    category: str,
-    reason: str,
-    image_source: str,
-    added_by: str,
-    expires_on: date | None,
+    entry: WatchlistEntry,
     policy: Policy,
-    legal_basis: str,
-    authorised_by: str,
     date_of_birth: date | None = None,
-    minor: bool = False,
 ) -> Subject:
-    """Add a subject; refuses categories the policy does not allow, a missing reason, legal
-    basis or authoriser, a past expiry date, and (unless the policy allows it) a person under
-    18, known from ``date_of_birth`` or declared with ``minor``."""
-    policy.check_category(category)
-    if not reason.strip():
-        raise OpenLFRError("a subject needs a written reason for being on the watchlist")
-    if not legal_basis.strip():
-        raise PolicyError("a subject needs the legal basis for the entry (--legal-basis)")
-    if not authorised_by.strip():
-        raise PolicyError("a subject needs the name of who authorised the entry (--authorised-by)")
-    if expires_on is not None and expires_on < date.today():
-        raise OpenLFRError(f"expiry date {expires_on} is in the past")
-    if (minor or is_under_18(date_of_birth)) and not policy.watchlist.allow_under_18:
-        raise PolicyError(
-            "the policy does not allow people under 18 on a watchlist (watchlist.allow_under_18)"
-        )
+    """Add a subject, once ``entry.check`` passes.
+
+    >>> entry = WatchlistEntry("wanted-by-courts", "warrant 123", "MCA 1980 s.1", "insp1", "pc1")
+    >>> add_subject(session, watchlist, name="alice", entry=entry, policy=load_policy())
+    """
+    entry.check(policy, date_of_birth)
     subject = Subject(
         watchlist=watchlist,
         name=name,
-        category=category,
-        reason=reason,
-        image_source=image_source,
-        added_by=added_by,
-        expires_on=expires_on,
-        legal_basis=legal_basis.strip(),
-        authorised_by=authorised_by.strip(),
+        category=entry.category,
+        reason=entry.reason,
+        image_source=entry.image_source,
+        added_by=entry.added_by,
+        expires_on=entry.expires_on,
+        legal_basis=entry.legal_basis.strip(),
+        authorised_by=entry.authorised_by.strip(),
         date_of_birth=date_of_birth,
     )
     session.add(subject)
@@ -136,12 +157,16 @@ def add_reference_image(
     return image
 
 
-def remove_subject(session: Session, watchlist: Watchlist, name: str) -> None:
+def remove_subject(session: Session, watchlist: Watchlist, name: str) -> int:
+    """Delete a subject with their images and templates; returns the subject's id (for the
+    audit log, which records ids, not names)."""
     subject = get_subject(session, watchlist, name)
     if subject is None:
         raise NotFoundError(f"no subject {name!r} on watchlist {watchlist.name!r}")
+    subject_id = subject.id
     session.delete(subject)
     session.flush()
+    return subject_id
 
 
 @dataclass(frozen=True)

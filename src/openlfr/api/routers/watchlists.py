@@ -28,6 +28,7 @@ from openlfr.governance import audit
 from openlfr.governance.policy import load_policy
 from openlfr.store.models import ReferenceImage, Subject, User, Watchlist
 from openlfr.store.watchlists import (
+    WatchlistEntry,
     add_reference_image,
     add_subject,
     create_watchlist,
@@ -118,18 +119,21 @@ def enrol_subject(name: str, body: SubjectCreate, session: DbSession, user: Mana
     watchlist = get_watchlist(session, name)
     if get_subject(session, watchlist, body.name) is not None:
         raise HTTPException(409, f"subject {body.name!r} is already on watchlist {name!r}")
+    entry = WatchlistEntry(
+        category=body.category,
+        reason=body.reason,
+        legal_basis=body.legal_basis,
+        authorised_by=body.authorised_by,
+        added_by=user.name,
+        image_source=body.image_source,
+        expires_on=body.expires_on,
+    )
     subject = add_subject(
         session,
         watchlist,
         name=body.name,
-        category=body.category,
-        reason=body.reason,
-        image_source=body.image_source,
-        added_by=user.name,
-        expires_on=body.expires_on,
+        entry=entry,
         policy=load_policy(),
-        legal_basis=body.legal_basis,
-        authorised_by=body.authorised_by,
         date_of_birth=body.date_of_birth,
     )
     # Ids, not names, as the CLI's enrolment: the log outlives an erasure (subject rights).
@@ -148,8 +152,7 @@ def enrol_subject(name: str, body: SubjectCreate, session: DbSession, user: Mana
 def delete_subject(name: str, subject: str, session: DbSession, user: Manager) -> None:
     """Remove a subject with all their images and templates."""
     watchlist = get_watchlist(session, name)
-    subject_id = _subject(session, watchlist, subject).id
-    remove_subject(session, watchlist, subject)
+    subject_id = remove_subject(session, watchlist, subject)
     audit.append(
         session,
         actor=user.name,
