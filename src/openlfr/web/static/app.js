@@ -212,7 +212,8 @@ for (const b of document.querySelectorAll("[data-outcome]")) b.addEventListener(
 document.addEventListener("keydown", (event) => {
   if (!state.user) return;
   if (event.altKey) {
-    const view = { a: "alerts", d: "deployments", w: "watchlists", r: "reports" }[event.key.toLowerCase()];
+    // Alt+L for the audit log: Alt+A is the alerts queue. show() ignores screens the role lacks.
+    const view = { a: "alerts", d: "deployments", w: "watchlists", r: "reports", s: "subjects", l: "audit", u: "users" }[event.key.toLowerCase()];
     if (view) { event.preventDefault(); show(view); }
     return;
   }
