@@ -63,6 +63,15 @@ def _session():  # type: ignore[no-untyped-def]
     return open_store()()
 
 
+def _audit(session, action: str, obj: str, purpose: str) -> None:  # type: ignore[no-untyped-def]
+    """Append to the audit chain as ``cli:<the operating-system user>``."""
+    from openlfr.governance import audit
+
+    audit.append(
+        session, actor=f"cli:{getpass.getuser()}", action=action, obj=obj, purpose=purpose[:500]
+    )
+
+
 # --- watchlists -------------------------------------------------------------------------------
 
 
@@ -71,7 +80,6 @@ def watchlist_create(
     name: str, description: Annotated[str, typer.Option(help="What the list is for.")] = ""
 ) -> None:
     """Create an empty watchlist."""
-    from openlfr.governance import audit
     from openlfr.store.watchlists import create_watchlist
 
     with _session() as session:
@@ -79,13 +87,7 @@ def watchlist_create(
             create_watchlist(session, name, description)
         except OpenLFRError as exc:
             raise _fail(exc) from exc
-        audit.append(
-            session,
-            actor=f"cli:{getpass.getuser()}",
-            action="watchlist-create",
-            obj=f"watchlist:{name}",
-            purpose="watchlist management",
-        )
+        _audit(session, "watchlist-create", f"watchlist:{name}", "watchlist management")
         session.commit()
     err.print(f"created watchlist [bold]{name}[/bold]")
 
@@ -153,20 +155,13 @@ def watchlist_import(
         except OpenLFRError as exc:
             raise _fail(exc) from exc
         if report.subjects_added:
-            from openlfr.governance import audit
             from openlfr.store.watchlists import get_subject
 
             # Ids, not names: the log outlives an erasure (openlfr subject erase).
             added = [get_subject(session, watchlist, n) for n in report.subjects_added]
             ids = ",".join(str(s.id) for s in added if s is not None)
             why = f"{category}; legal basis: {legal_basis}; authorised by {authorised_by}"
-            audit.append(
-                session,
-                actor=f"cli:{getpass.getuser()}",
-                action="enrol",
-                obj=f"watchlist:{watchlist.name}:subject-ids:{ids}",
-                purpose=why[:500],
-            )
+            _audit(session, "enrol", f"watchlist:{watchlist.name}:subject-ids:{ids}", why)
             session.commit()
     for path, why in report.problems:
         err.print(f"[yellow]not enrolled[/yellow] {path}: {why}")
@@ -221,7 +216,6 @@ def watchlist_show(name: str) -> None:
 @watchlist_app.command("remove-subject")
 def watchlist_remove_subject(name: str, subject: str) -> None:
     """Remove a subject with its reference images and templates."""
-    from openlfr.governance import audit
     from openlfr.store.watchlists import get_watchlist, remove_subject
 
     with _session() as session:
@@ -230,12 +224,8 @@ def watchlist_remove_subject(name: str, subject: str) -> None:
         except OpenLFRError as exc:
             raise _fail(exc) from exc
         # The id, not the name, as the service's delete: the log outlives the person's entry.
-        audit.append(
-            session,
-            actor=f"cli:{getpass.getuser()}",
-            action="delete",
-            obj=f"watchlist:{name}:subject-ids:{subject_id}",
-            purpose="watchlist management",
+        _audit(
+            session, "delete", f"watchlist:{name}:subject-ids:{subject_id}", "watchlist management"
         )
         session.commit()
     err.print(f"removed {subject} from {name}")
@@ -933,7 +923,6 @@ def user_add(
 ) -> None:
     """Add an account; the password is prompted for (twice) or read from stdin."""
     from openlfr.api.auth import create_user
-    from openlfr.governance import audit
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -946,13 +935,7 @@ def user_add(
             user = create_user(session, name, role, password)
         except OpenLFRError as exc:
             raise _fail(exc) from exc
-        audit.append(
-            session,
-            actor=f"cli:{getpass.getuser()}",
-            action="user-add",
-            obj=f"user:{user.name}:{user.role}",
-            purpose="account administration",
-        )
+        _audit(session, "user-add", f"user:{user.name}:{user.role}", "account administration")
         session.commit()
     err.print(f"user [bold]{name}[/bold] added with role {role}")
 
@@ -1036,7 +1019,6 @@ PurposeOption = Annotated[str, typer.Option(help="Why (recorded in the audit log
 @subject_app.command("find")
 def subject_find(name: str, purpose: PurposeOption = "subject access request") -> None:
     """What is held about NAME: watchlist entries and alerts (the look-up is audited)."""
-    from openlfr.governance import audit
     from openlfr.governance.subject_rights import find
 
     with _session() as session:
@@ -1048,13 +1030,7 @@ def subject_find(name: str, purpose: PurposeOption = "subject access request") -
             )
         for alert in held.alerts:
             print(f"alert {alert.id}: deployment {alert.deployment_id}, {alert.raised_at:%Y-%m-%d}")
-        audit.append(
-            session,
-            actor=f"cli:{getpass.getuser()}",
-            action="subject-find",
-            obj=held.summary(),
-            purpose=purpose,
-        )
+        _audit(session, "subject-find", held.summary(), purpose)
         session.commit()
     err.print(f"{len(held.subjects)} watchlist entries, {len(held.alerts)} alerts")
 
