@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -16,10 +16,20 @@ from openlfr.api.roles import Role
 from openlfr.live.deployment import create_deployment
 from openlfr.store.db import open_store
 from openlfr.store.models import Alert, Deployment, Watchlist
+from openlfr.store.watchlists import WatchlistEntry
 
 PASSWORD = "correct horse battery"
 # What every watchlist entry needs besides its reason (governance, issue 5).
 BASIS = {"legal_basis": "test warrant", "authorised_by": "insp-test"}
+# A complete entry for tests that enrol directly; dataclasses.replace changes a field.
+ENTRY = WatchlistEntry(
+    category="wanted-by-courts",
+    reason="warrant 123",
+    legal_basis="Magistrates' Courts Act 1980 s.1 warrant",
+    authorised_by="insp1",
+    added_by="pc1",
+    image_source="custody",
+)
 
 
 def user_name(role: Role | str) -> str:
@@ -221,12 +231,7 @@ def enrol_directly(
     """A watchlist entry with one reference image, without face detection (subject-rights tests
     need the records, not a search): the template is a random unit vector. Returns its id."""
     from openlfr.governance.policy import Policy
-    from openlfr.store.watchlists import (
-        WatchlistEntry,
-        add_reference_image,
-        add_subject,
-        get_watchlist,
-    )
+    from openlfr.store.watchlists import add_reference_image, add_subject, get_watchlist
     from openlfr.vision.detect import Detection
     from openlfr.vision.faces import Face
     from openlfr.vision.quality import Quality
@@ -240,12 +245,8 @@ def enrol_directly(
         embedding=vector / np.linalg.norm(vector),
     )
     with store() as session:
-        entry = WatchlistEntry(
-            category="missing-at-risk",
-            reason="test enrolment",
-            added_by="pc-test",
-            image_source="test",
-            **BASIS,
+        entry = replace(
+            ENTRY, category="missing-at-risk", reason="test enrolment", added_by="pc-test", **BASIS
         )
         subject = add_subject(
             session, get_watchlist(session, watchlist), name=name, entry=entry, policy=Policy()

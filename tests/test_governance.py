@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pytest
+from service_support import ENTRY
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,7 +21,6 @@ from openlfr.live.deployment import create_deployment, freeze_snapshot, run_depl
 from openlfr.store import open_store
 from openlfr.store.models import AuditEntry, Deployment, Subject, User
 from openlfr.store.watchlists import (
-    WatchlistEntry,
     add_reference_image,
     add_subject,
     create_watchlist,
@@ -46,16 +46,6 @@ def _face(seed: int) -> Face:
         chip=None,
         embedding=vector / np.linalg.norm(vector),
     )
-
-
-ENTRY = WatchlistEntry(
-    category="wanted-by-courts",
-    reason="warrant 123",
-    legal_basis="Magistrates' Courts Act 1980 s.1 warrant",
-    authorised_by="insp1",
-    added_by="pc1",
-    image_source="custody",
-)
 
 
 def _enrol(  # type: ignore[no-untyped-def]

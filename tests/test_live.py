@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
+from service_support import ENTRY
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
@@ -31,7 +33,6 @@ from openlfr.live.tracker import IouTracker
 from openlfr.matching import WatchlistIndex
 from openlfr.store import Alert, Deployment, SnapshotTemplate, open_store
 from openlfr.store.watchlists import (
-    WatchlistEntry,
     add_reference_image,
     add_subject,
     create_watchlist,
@@ -53,14 +54,7 @@ def _enrol(session, watchlist, name: str, image: np.ndarray) -> None:  # type: i
     import cv2
 
     face = max(find_faces(image, upsample=1), key=lambda f: f.box.width)
-    entry = WatchlistEntry(
-        category="missing-at-risk",
-        reason="test",
-        legal_basis="test",
-        authorised_by="test-inspector",
-        added_by="test",
-        image_source="test clip",
-    )
+    entry = replace(ENTRY, category="missing-at-risk", image_source="test clip")
     subject = add_subject(session, watchlist, name=name, entry=entry, policy=Policy())
     ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     add_reference_image(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from service_support import ENTRY
 from sqlalchemy import func, inspect, select
 
 from openlfr.errors import NotFoundError, OpenLFRError, PolicyError
@@ -15,7 +16,6 @@ from openlfr.governance.policy import Policy, load_policy
 from openlfr.store import ReferenceImage, Template, open_store
 from openlfr.store.db import make_engine
 from openlfr.store.watchlists import (
-    WatchlistEntry,
     add_reference_image,
     add_subject,
     create_watchlist,
@@ -37,16 +37,6 @@ def _face(seed: int) -> Face:
         chip=None,
         embedding=vector / np.linalg.norm(vector),
     )
-
-
-ENTRY = WatchlistEntry(
-    category="wanted-by-courts",
-    reason="warrant 123",
-    legal_basis="warrant 123",
-    authorised_by="insp1",
-    added_by="pc1",
-    image_source="custody",
-)
 
 
 def _subject(session, watchlist, name: str, **entry_fields):  # type: ignore[no-untyped-def]
