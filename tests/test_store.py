@@ -134,6 +134,30 @@ def test_expired_subjects_are_left_out_of_search() -> None:
         assert len(later.embeddings) == 0 and later.expired == ["current", "lapsing"]
 
 
+def test_import_refuses_a_bad_entry_before_reading_any_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from openlfr.store import enrol
+
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice" / "1.jpg").write_bytes(b"not read")
+
+    def analyse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("images were analysed for an entry that cannot be enrolled")
+
+    monkeypatch.setattr(enrol, "analyse_files", analyse)
+    with open_store()() as session:
+        watchlist = create_watchlist(session, "w")
+        past = replace(ENTRY, expires_on=date.today() - timedelta(days=1))
+        for entry, error in [
+            (replace(ENTRY, reason=" "), "reason"),
+            (past, "past"),
+            (replace(ENTRY, authorised_by=""), "authorised"),
+        ]:
+            with pytest.raises(OpenLFRError, match=error):
+                enrol.import_folder(session, watchlist, tmp_path, entry=entry, policy=Policy())
+
+
 def test_removing_a_subject_removes_its_images_and_templates() -> None:
     with open_store()() as session:
         watchlist = create_watchlist(session, "w")
@@ -142,7 +166,7 @@ def test_removing_a_subject_removes_its_images_and_templates() -> None:
             session, subject, filename="a.jpg", content=b"x", face=_face(1), width=1, height=1
         )
         session.commit()
-        remove_subject(session, watchlist, "alice")
+        assert remove_subject(session, watchlist, "alice") == subject.id
         session.commit()
         assert session.scalar(select(func.count()).select_from(ReferenceImage)) == 0
         assert session.scalar(select(func.count()).select_from(Template)) == 0
