@@ -1,6 +1,6 @@
 """Issue 7's whole speed benchmark in one command: dlib beside ONNX Runtime, each in one process.
 
-    python benchmarks/speed.py --data ../shared/data      # about 20 minutes on 2 cores
+    python benchmarks/speed.py --data ../shared/data      # about 8 minutes on 2 cores
     python benchmarks/speed.py --quick                    # about 3: no evaluate, 480p/540p only
 
 It runs, one after the other (each prints its own table with ratios):
