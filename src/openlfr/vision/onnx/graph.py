@@ -55,6 +55,16 @@ class _Graph:
         self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
         return out
 
+    def conv(self, x: str, weight: np.ndarray, bias: np.ndarray, stride: int, pad: int) -> str:
+        """A square-strided ``Conv`` with the same padding on every side, as dlib's ``con``."""
+        return self.op(
+            "Conv",
+            [x, self.const("w", weight), self.const("b", bias)],
+            kernel_shape=list(weight.shape[2:]),
+            strides=[stride, stride],
+            pads=[pad, pad, pad, pad],
+        )
+
 
 def _fold_affine(conv: Layer, affine: Layer | None) -> tuple[np.ndarray, np.ndarray]:
     weight = conv.params["weight"].astype(np.float64)
@@ -88,14 +98,7 @@ def build_model(layers: list[Layer], *, fold_affine: bool = True) -> onnx.ModelP
             nxt = layers[i + 1] if i + 1 < len(layers) else None
             affine = nxt if fold_affine and nxt is not None and nxt.kind == "affine" else None
             weight, bias = _fold_affine(layer, affine)
-            pad, stride = layer.params["padding"], layer.config["stride"]
-            x = g.op(
-                "Conv",
-                [x, g.const("w", weight), g.const("b", bias)],
-                kernel_shape=list(weight.shape[2:]),
-                strides=[stride, stride],
-                pads=[pad, pad, pad, pad],
-            )
+            x = g.conv(x, weight, bias, layer.config["stride"], layer.params["padding"])
             if affine is not None:
                 i += 1  # the affine layer is inside the Conv now
                 shape = shapes[i]

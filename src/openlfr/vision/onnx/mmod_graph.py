@@ -112,13 +112,7 @@ def build_detector_model(network: MmodNetwork) -> onnx.ModelProto:
         out_pad = -weight.shape[0] % CHANNEL_ALIGN
         weight = np.pad(weight, ((0, out_pad), (0, 0), (0, 0), (0, 0)))
         bias = np.pad(bias, (0, out_pad))
-        x = g.op(
-            "Conv",
-            [x, g.const("w", weight), g.const("b", bias)],
-            kernel_shape=list(weight.shape[2:]),
-            strides=[stride, stride],
-            pads=[pad, pad, pad, pad],
-        )
+        x = g.conv(x, weight, bias, stride, pad)
         if layers[i + (2 if affine is not None else 1)].kind != "relu":
             raise ValueError("every convolution but the last must be followed by a relu")
         x = g.op("Relu", [x])
