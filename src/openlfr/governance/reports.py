@@ -170,6 +170,13 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+def _total_cells(report: Report, not_summed: str) -> list[str]:
+    """The total row's cells after its label columns; ``not_summed`` where a column has no
+    total (watchlist size, threshold)."""
+    totals = report.totals()
+    return [_cell(totals[k]) if k in totals else not_summed for k, _ in COLUMNS[3:]]
+
+
 def charts(report: Report) -> list[Figure]:
     """Alerts over time (held alerts per day) and true/false alerts per deployment."""
     days: Counter[str] = Counter()
@@ -226,8 +233,7 @@ def to_csv(report: Report) -> str:
     writer.writerow([label for _, label in COLUMNS])
     for d in report.deployments:
         writer.writerow([_cell(getattr(d, key)) for key, _ in COLUMNS])
-    totals = report.totals()
-    writer.writerow(["total", "", "", *(_cell(totals.get(k, "")) for k, _ in COLUMNS[3:])])
+    writer.writerow(["total", "", "", *_total_cells(report, not_summed="")])
     return out.getvalue()
 
 
@@ -239,10 +245,9 @@ def to_html(report: Report) -> str:
         + "</tr>"
         for d in report.deployments
     )
-    totals = report.totals()
     total_row = (
         "<tr><th colspan=3>Total</th>"
-        + "".join(f"<td>{html.escape(_cell(totals.get(k)))}</td>" for k, _ in COLUMNS[3:])
+        + "".join(f"<td>{html.escape(c)}</td>" for c in _total_cells(report, not_summed="–"))
         + "</tr>"
     )
     images = [f'<img alt="chart" src="{uri}">' for uri in chart_data_uris(report)]
@@ -263,8 +268,7 @@ def to_pdf(report: Report, path: Path | IO[bytes]) -> None:
         page = Figure(figsize=(11.7, 8.3))  # A4 landscape
         page.text(0.02, 0.95, f"Live facial recognition: {report.title}", fontsize=14)
         rows = [[_cell(getattr(d, k)) for k, _ in COLUMNS] for d in report.deployments]
-        totals = report.totals()
-        rows.append(["Total", "", "", *(_cell(totals.get(k)) for k, _ in COLUMNS[3:])])
+        rows.append(["Total", "", "", *_total_cells(report, not_summed="–")])
         ax = page.add_axes((0.02, 0.1, 0.96, 0.8))
         ax.axis("off")
         table = ax.table(cellText=rows, colLabels=[label for _, label in COLUMNS], loc="upper left")
