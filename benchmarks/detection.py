@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 from skimage import data
 
-from openlfr.vision import models
+from openlfr.vision import dlib_models
 from openlfr.vision.onnx.convert import DETECTOR, DETECTOR_INT8, load_verified_model
 from openlfr.vision.onnx.detector import OnnxMmodDetector, decode, sum_taps
 from openlfr.vision.onnx.pyramid import build_tiled, tiled_layout
@@ -105,7 +105,7 @@ def main() -> None:
     }
     if threads != 1:
         onnx_detectors["ONNX MMOD fp32, 1 thread"] = OnnxMmodDetector(fp32, threads=1)
-    hog, mmod = models.hog_detector(), models.mmod_detector()
+    hog, mmod = dlib_models.hog_detector(), dlib_models.mmod_detector()
     warm = make_frame(*SIZES["480p"])
     hog(warm, 0), mmod(warm, 0)
     for detector in onnx_detectors.values():

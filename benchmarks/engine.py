@@ -19,7 +19,7 @@ from rich.table import Table
 from skimage import data
 
 from openlfr.matching import WatchlistIndex
-from openlfr.vision import detect_faces, find_faces, models
+from openlfr.vision import detect_faces, dlib_models, find_faces
 from openlfr.vision.embed import embed_chips, normalise
 
 
@@ -51,7 +51,7 @@ def main() -> None:
     # Detection: the recipe upsamples once (face_recognition's default); live frames need not.
     for name, (w, h) in {"480p": (854, 480), "720p": (1280, 720)}.items():
         img = frame(w, h)
-        recipe = timed(lambda img=img: models.hog_detector()(img, 1), 5)
+        recipe = timed(lambda img=img: dlib_models.hog_detector()(img, 1), 5)
         ours = timed(lambda img=img: detect_faces(img, upsample=0), 5)
         rows.append((f"detect {name}", "HOG, upsample 1", recipe, "HOG, upsample 0", ours))
 
@@ -62,14 +62,14 @@ def main() -> None:
     import dlib
 
     shape68 = dlib.shape_predictor(
-        str(models.model_path("landmarks5")).replace(
+        str(dlib_models.model_path("landmarks5")).replace(
             "shape_predictor_5_face_landmarks", "shape_predictor_68_face_landmarks"
         )
     )
-    rect = models.hog_detector()(astronaut, 0)[0]
+    rect = dlib_models.hog_detector()(astronaut, 0)[0]
     landmarks = shape68(astronaut, rect)
     recipe_one = timed(
-        lambda: models.descriptor_model().compute_face_descriptor(astronaut, landmarks, 1), 10
+        lambda: dlib_models.descriptor_model().compute_face_descriptor(astronaut, landmarks, 1), 10
     )
     ours_one = timed(lambda: embed_chips([chip]), 10)
     ours_batch = timed(lambda: embed_chips(chips), 3) / len(chips)

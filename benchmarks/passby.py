@@ -30,7 +30,7 @@ from openlfr.live.pipeline import LiveConfig, LivePipeline
 from openlfr.live.sources import VideoFileSource
 from openlfr.live.tracker import iou
 from openlfr.matching import WatchlistIndex
-from openlfr.vision import models
+from openlfr.vision import dlib_models
 from openlfr.vision.batch import list_images
 from openlfr.vision.detect import Detection
 from openlfr.vision.image import load_image
@@ -198,8 +198,8 @@ def run_naive(
 ) -> Outcome:
     names = sorted(raw)
     gallery = np.stack([raw[n] for n in names])
-    detector, predictor = models.hog_detector(), models.landmark_predictor()
-    encoder = models.descriptor_model()
+    detector, predictor = dlib_models.hog_detector(), dlib_models.landmark_predictor()
+    encoder = dlib_models.descriptor_model()
     first_seen: dict[int, float] = {}
     alerts = []
     frames = 0

@@ -15,8 +15,8 @@ import pytest
 from openlfr.errors import ModelMissingError
 from openlfr.vision import embed as embed_module
 from openlfr.vision import find_faces
+from openlfr.vision.dlib_models import model_path
 from openlfr.vision.embed import active_backend, embed_chips, raw_descriptors
-from openlfr.vision.models import model_path
 from openlfr.vision.onnx import convert
 from openlfr.vision.onnx.dlib_format import DlibFormatError, DlibReader
 from openlfr.vision.onnx.resnet import read_network

@@ -16,9 +16,9 @@ import pytest
 
 from openlfr.errors import ModelMissingError
 from openlfr.vision import detect as detect_module
-from openlfr.vision import detect_faces, models
+from openlfr.vision import detect_faces, dlib_models
 from openlfr.vision.detect import active_detector_backend
-from openlfr.vision.models import model_path
+from openlfr.vision.dlib_models import model_path
 from openlfr.vision.onnx import convert
 from openlfr.vision.onnx.detector import (
     MmodBox,
@@ -56,7 +56,7 @@ def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
 
 
 def dlib_boxes(rgb: np.ndarray, upsample: int = 0) -> list[MmodBox]:
-    found = models.mmod_detector()(rgb, upsample)
+    found = dlib_models.mmod_detector()(rgb, upsample)
     return [
         MmodBox(d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom(), d.confidence)
         for d in found

@@ -16,8 +16,8 @@ import numpy as np
 
 from openlfr.vision.batch import ImageResult, analyse_files
 from openlfr.vision.detect import Detection, DetectorName
+from openlfr.vision.dlib_models import EMBEDDING_MODEL
 from openlfr.vision.faces import Face
-from openlfr.vision.models import EMBEDDING_MODEL
 from openlfr.vision.quality import Quality
 
 

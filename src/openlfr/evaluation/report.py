@@ -26,7 +26,7 @@ from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 from openlfr.evaluation.fairness import Searches  # noqa: E402
 from openlfr.evaluation.plots import det_figure, score_figure, sweep_figure  # noqa: E402
 from openlfr.evaluation.tables import KINDS, sweep_table  # noqa: E402
-from openlfr.vision.models import EMBEDDING_MODEL  # noqa: E402
+from openlfr.vision.dlib_models import EMBEDDING_MODEL  # noqa: E402
 
 METHOD = [
     "What is measured. A live facial recognition system compares every passer-by with a "

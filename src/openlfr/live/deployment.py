@@ -48,7 +48,7 @@ from openlfr.store.models import (
     utcnow,
 )
 from openlfr.store.watchlists import get_watchlist
-from openlfr.vision.models import EMBEDDING_MODEL
+from openlfr.vision.dlib_models import EMBEDDING_MODEL
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 from openlfr.errors import NotFoundError, OpenLFRError, PolicyError
 from openlfr.governance.policy import Policy
 from openlfr.store.models import ReferenceImage, Subject, Template, Watchlist
+from openlfr.vision.dlib_models import EMBEDDING_MODEL
 from openlfr.vision.faces import Face
-from openlfr.vision.models import EMBEDDING_MODEL
 
 
 def create_watchlist(session: Session, name: str, description: str = "") -> Watchlist:

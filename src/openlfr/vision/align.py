@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from openlfr.vision import models
+from openlfr.vision import dlib_models
 from openlfr.vision.detect import Detection
 
 CHIP_SIZE = 150
@@ -20,7 +20,7 @@ def find_landmarks(rgb: np.ndarray, box: Detection) -> np.ndarray:
     import dlib
 
     rect = dlib.rectangle(box.x1, box.y1, box.x2 - 1, box.y2 - 1)
-    shape = models.landmark_predictor()(rgb, rect)
+    shape = dlib_models.landmark_predictor()(rgb, rect)
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
 
@@ -54,7 +54,7 @@ def find_landmarks68(rgb: np.ndarray, box: Detection) -> np.ndarray:
     import dlib
 
     rect = dlib.rectangle(box.x1, box.y1, box.x2 - 1, box.y2 - 1)
-    shape = models.landmark68_predictor()(rgb, rect)
+    shape = dlib_models.landmark68_predictor()(rgb, rect)
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
 

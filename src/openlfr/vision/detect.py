@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from openlfr.vision import models
+from openlfr.vision import dlib_models
 from openlfr.vision.backends import Backend, backend_setting, onnx_runtime_available, usable
 from openlfr.vision.embed import requested_backend
 
@@ -84,7 +84,7 @@ def detect_faces(
     # dlib's rectangles: (left, top, right, bottom) inclusive, possibly outside the image.
     found: list[tuple[int, int, int, int, float]]
     if model == "hog":
-        rects, scores, _ = models.hog_detector().run(rgb, upsample, 0.0)
+        rects, scores, _ = dlib_models.hog_detector().run(rgb, upsample, 0.0)
         found = [_corners(r, s) for r, s in zip(rects, scores, strict=True)]
     elif model == "mmod":
         if (backend or active_detector_backend()) == "onnx":
@@ -92,7 +92,8 @@ def detect_faces(
 
             found = list(onnx_mmod_detector().detect(rgb, upsample))
         else:
-            found = [_corners(d.rect, d.confidence) for d in models.mmod_detector()(rgb, upsample)]
+            mmod = dlib_models.mmod_detector()
+            found = [_corners(d.rect, d.confidence) for d in mmod(rgb, upsample)]
     else:
         raise ValueError(f"unknown detector {model!r}: use 'hog' or 'mmod'")
     detections = []

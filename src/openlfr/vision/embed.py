@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from openlfr.vision import models
+from openlfr.vision import dlib_models
 from openlfr.vision.backends import (
     Backend,
     backend_setting,
@@ -47,7 +47,7 @@ def raw_descriptors(chips: Sequence[np.ndarray], backend: Backend | None = None)
         from openlfr.vision.onnx import onnx_embedder
 
         return onnx_embedder().descriptors(chips)
-    model = models.descriptor_model()
+    model = dlib_models.descriptor_model()
     raw = model.compute_face_descriptor([np.ascontiguousarray(c) for c in chips])
     return np.array([np.array(v) for v in raw], dtype=np.float32).reshape(-1, EMBEDDING_SIZE)
 

