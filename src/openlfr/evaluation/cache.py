@@ -15,10 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from openlfr.vision.batch import ImageResult, analyse_files
-from openlfr.vision.detect import Detection, DetectorName
-from openlfr.vision.dlib_models import EMBEDDING_MODEL
-from openlfr.vision.faces import Face
+from openlfr.vision.detect import Detection
+from openlfr.vision.faces import Face, resolve_model
+from openlfr.vision.models import FaceModel
 from openlfr.vision.quality import Quality
+
+# Bump when a unit's pipeline changes in a way that changes its embeddings (a new alignment,
+# mirror-averaging), so that old cached faces are not reused.
+PIPELINE_VERSION = {"dlib-resnet-v1": 1, "mobilefacenet-v1": 1}
 
 
 class EmbeddingCache:
@@ -45,27 +49,34 @@ class EmbeddingCache:
         self._db.close()
 
 
-def file_key(path: str | Path, detector: str, upsample: int) -> str:
+def file_key(path: str | Path, model: FaceModel, upsample: int) -> str:
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return f"{digest}:{detector}:{upsample}:{EMBEDDING_MODEL}"
+    version = PIPELINE_VERSION.get(model.name, 0)
+    return f"{digest}:{model.detector}:{upsample}:{model.name}:{version}:{model_variant(model)}"
+
+
+def model_variant(model: FaceModel) -> str:
+    """What else distinguishes a unit's embeddings (e.g. mirror-averaging on or off)."""
+    return ",".join(f"{k}={v}" for k, v in sorted(vars(model).items()))
 
 
 def analyse_cached(
     paths: Sequence[str | Path],
     cache: EmbeddingCache | None,
     *,
-    detector: DetectorName = "hog",
+    model: FaceModel | str | None = None,
     upsample: int = 1,
     workers: int | None = None,
     on_result: Callable[[ImageResult], None] | None = None,
 ) -> Iterator[ImageResult]:
     """Like ``analyse_files`` but answering from ``cache`` where it can; results in input order."""
+    unit = resolve_model(model)
     results: dict[int, ImageResult] = {}
     missing: list[int] = []
     keys: dict[int, str] = {}
     for i, path in enumerate(paths):
         try:
-            keys[i] = file_key(path, detector, upsample)
+            keys[i] = file_key(path, unit, upsample)
         except OSError as exc:
             results[i] = ImageResult(str(path), error=f"{path}: cannot read file ({exc})")
             continue
@@ -78,7 +89,7 @@ def analyse_cached(
         if on_result:
             on_result(results[i])
     computed = analyse_files(
-        [paths[i] for i in missing], detector=detector, upsample=upsample, workers=workers
+        [paths[i] for i in missing], model=unit, upsample=upsample, workers=workers
     )
     for n, (i, result) in enumerate(zip(missing, computed, strict=True)):
         if cache is not None and result.error is None:
@@ -107,6 +118,7 @@ def _face_to_json(face: Face) -> dict:
             face.quality.roll_deg,
         ],
         "embedding": face.embedding.tolist(),
+        "model": face.model,
     }
 
 
@@ -118,4 +130,5 @@ def _face_from_json(data: dict) -> Face:
         quality=Quality(*data["quality"]),
         chip=None,
         embedding=np.array(data["embedding"], dtype=np.float32),
+        model=data.get("model", ""),
     )

@@ -9,6 +9,7 @@ from openlfr.config import data_dir
 from openlfr.evaluation.cache import EmbeddingCache, analyse_cached
 from openlfr.vision.batch import ImageResult, list_images
 from openlfr.vision.faces import Face
+from openlfr.vision.models import FaceModel
 
 
 def identity_folders(root: Path) -> dict[str, list[Path]]:
@@ -30,6 +31,7 @@ def largest_faces(
     *,
     cache: EmbeddingCache | None,
     upsample: int = 1,
+    model: FaceModel | str | None = None,
     on_result: Callable[[ImageResult], None] | None = None,
 ) -> dict[Path, Face | None]:
     """The largest face of each image (None where no face was found or the image is unreadable).
@@ -37,8 +39,7 @@ def largest_faces(
     Evaluation photos may show bystanders; the largest face is the one the photo is of.
     """
     faces: dict[Path, Face | None] = {}
-    for path, result in zip(
-        paths, analyse_cached(paths, cache, upsample=upsample, on_result=on_result), strict=True
-    ):
+    results = analyse_cached(paths, cache, model=model, upsample=upsample, on_result=on_result)
+    for path, result in zip(paths, results, strict=True):
         faces[path] = max(result.faces, key=lambda f: f.box.width) if result.faces else None
     return faces

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from openlfr.matching.index import WatchlistIndex
-from openlfr.matching.openset import open_set_scores
+from openlfr.matching.scores import candidate_scores
 from openlfr.vision.faces import Face
 
 
@@ -89,19 +89,23 @@ def search_outcomes(
     mated: list[tuple[str, Face | None]],
     nonmated: list[Face | None],
     *,
-    raw_similarity: bool = False,
+    model: str | None = None,
+    score: str | None = None,
 ) -> SearchOutcomes:
     """Search every probe against a watchlist of ``enrolled`` (one template per identity).
 
-    Scores are open-set scores, or plain cosine similarity with ``raw_similarity`` (the
-    baseline that calibration compares against)."""
+    Scores follow ``score`` (``cosine``, ``z`` or ``gap``), by default the calibrated rule of
+    the faces' model (``model``, else the enrolled faces' own tag)."""
     names = sorted(enrolled)
     ids = np.arange(len(names))
+    model = model or next(iter(enrolled.values())).model
     index = WatchlistIndex(
         np.stack([enrolled[n].embedding for n in names]),
         ids,
         dict(zip(ids.tolist(), names, strict=True)),
+        model=model,
     )
+    rule = score or index.calibration.score
     position = {n: i for i, n in enumerate(names)}
 
     def best(faces: list[Face | None]) -> tuple[np.ndarray, np.ndarray]:
@@ -109,9 +113,8 @@ def search_outcomes(
         top = np.full(len(faces), -1)
         have = [i for i, f in enumerate(faces) if f is not None]
         if have:
-            z = index.subject_scores(np.stack([faces[i].embedding for i in have]))
-            if not raw_similarity:
-                z = open_set_scores(z)
+            similarity = index.subject_scores(np.stack([faces[i].embedding for i in have]))
+            z = candidate_scores(similarity, rule, index.calibration.priors)
             scores[have] = z.max(axis=1)
             top[have] = z.argmax(axis=1)
         return scores, top

@@ -26,7 +26,6 @@ from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 from openlfr.evaluation.fairness import Searches  # noqa: E402
 from openlfr.evaluation.plots import det_figure, score_figure, sweep_figure  # noqa: E402
 from openlfr.evaluation.tables import KINDS, sweep_table  # noqa: E402
-from openlfr.vision.dlib_models import EMBEDDING_MODEL  # noqa: E402
 
 METHOD = [
     "What is measured. A live facial recognition system compares every passer-by with a "
@@ -163,7 +162,8 @@ def write_report(out: Path, s: Searches, result: dict, inputs: dict) -> list[Pat
     data = [
         f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in inputs.items()
     ]
-    data.append(f"embedding model: {EMBEDDING_MODEL}; report date {date.today().isoformat()}")
+    model = result.get("model", "unknown")
+    data.append(f"face model: {model}; report date {date.today().isoformat()}")
     text = findings(result)
     tables = _tables(result)
     (out / "index.html").write_text(_html(figures, text, tables, data))

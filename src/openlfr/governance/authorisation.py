@@ -24,21 +24,26 @@ class AuthorisationError(PolicyError):
     """A deployment may not be authorised or started as asked."""
 
 
-def minimum_threshold(policy: Policy, watchlist_size: int) -> float:
-    """The lowest threshold allowed without an override: the policy's, or the calibrated default
-    for the list's size (its false-alert rate is what the equality evidence was made at)."""
+def minimum_threshold(policy: Policy, watchlist_size: int, model: str) -> float:
+    """The lowest threshold allowed without an override: the policy's, or ``model``'s calibrated
+    default for the list's size (its false-alert rate is what the equality evidence was made
+    at). The policy's number is in the score units of the model's calibration."""
     if policy.deployment.min_threshold is not None:
         return policy.deployment.min_threshold
-    return default_threshold(watchlist_size)
+    return default_threshold(watchlist_size, model)
 
 
 def check_threshold(
-    threshold: float | None, watchlist_size: int, override_reason: str | None, policy: Policy
+    threshold: float | None,
+    watchlist_size: int,
+    override_reason: str | None,
+    policy: Policy,
+    model: str,
 ) -> None:
     """Refuse a threshold below the minimum unless a written override reason is given."""
     if threshold is None:
         return  # the calibrated default is used: never below the minimum
-    lowest = minimum_threshold(policy, watchlist_size)
+    lowest = minimum_threshold(policy, watchlist_size, model)
     if threshold < lowest and not (override_reason or "").strip():
         raise AuthorisationError(
             f"threshold {threshold:g} is below the minimum {lowest:g} for a watchlist of "
@@ -129,5 +134,14 @@ def check_can_start(deployment: Deployment, watchlist_size: int, policy: Policy)
         )
     # Checked again at start: the list may have grown since planning, raising the minimum.
     check_threshold(
-        deployment.threshold, watchlist_size, deployment.threshold_override_reason, policy
+        deployment.threshold,
+        watchlist_size,
+        deployment.threshold_override_reason,
+        policy,
+        deployment_model(deployment),
     )
+
+
+def deployment_model(deployment: Deployment) -> str:
+    """The face model a deployment searches with (those planned before models had one: dlib)."""
+    return deployment.model or "dlib-resnet-v1"

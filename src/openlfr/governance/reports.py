@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from openlfr.errors import OpenLFRError
+from openlfr.governance.authorisation import deployment_model
 from openlfr.governance.retention import ENGAGED
 from openlfr.live.deployment import as_utc, get_deployment
 from openlfr.matching import default_threshold
@@ -107,7 +108,7 @@ def deployment_figures(session: Session, deployment: Deployment) -> DeploymentFi
         end=end.isoformat(timespec="minutes") if end else None,
         duration_h=round((end - start).total_seconds() / 3600, 2) if start and end else 0.0,
         watchlist_size=size,
-        threshold=deployment.threshold or default_threshold(size),
+        threshold=deployment.threshold or default_threshold(size, deployment_model(deployment)),
         faces_processed=faces,
         alerts=len(rows) + deployment.purged_alerts,
         true_alerts=true,

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from openlfr.errors import NotFoundError, OpenLFRError, PolicyError
 from openlfr.governance import audit
-from openlfr.governance.authorisation import check_can_start, check_threshold
+from openlfr.governance.authorisation import check_can_start, check_threshold, deployment_model
 from openlfr.governance.policy import Policy, load_policy
 from openlfr.governance.review import flag_expired
 from openlfr.live.pipeline import AlertEvent, CameraCounts, LiveConfig, LivePipeline
@@ -47,8 +47,8 @@ from openlfr.store.models import (
     Template,
     utcnow,
 )
-from openlfr.store.watchlists import get_watchlist
-from openlfr.vision.dlib_models import EMBEDDING_MODEL
+from openlfr.store.watchlists import get_watchlist, load_templates
+from openlfr.vision.models import get_model
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +80,19 @@ def create_deployment(
     equality_ref: str = "",
     signage_confirmed: bool = False,
     threshold_override_reason: str | None = None,
+    model: str | None = None,
 ) -> Deployment:
     """Record a planned deployment; refuses an empty reason, no camera, a past end, a length
     the policy does not allow, and a threshold below the policy's minimum without a written
-    override reason (the override is audited). It still needs authorising before it runs."""
+    override reason (the override is audited). It still needs authorising before it runs.
+
+    ``model`` is the face model it will search with (default: the configured one), fixed now:
+    its watchlist must hold that model's templates when it starts."""
     policy = policy or load_policy()
+    model = get_model(model).name
     wl = get_watchlist(session, watchlist)  # must exist now; it is frozen at start
     current = sum(1 for s in wl.subjects if not s.expired(utcnow().date()))
-    check_threshold(threshold, current, threshold_override_reason, policy)
+    check_threshold(threshold, current, threshold_override_reason, policy, model)
     starts_at, ends_at = as_utc(starts_at), as_utc(ends_at)
     if not reason.strip() or not location.strip():
         raise DeploymentError("a deployment needs a location and a written reason")
@@ -109,6 +114,7 @@ def create_deployment(
         reason=reason,
         watchlist_name=watchlist,
         threshold=threshold,
+        model=model,
         starts_at=starts_at,
         ends_at=ends_at,
         created_by=created_by,
@@ -145,16 +151,24 @@ def get_deployment(session: Session, deployment_id: int) -> Deployment:
 
 
 def freeze_snapshot(session: Session, deployment: Deployment, policy: Policy | None = None) -> int:
-    """Copy the watchlist's current, unexpired templates and images for this deployment;
-    refuses a list larger than the policy allows."""
+    """Copy the watchlist's current, unexpired templates of the deployment's face model, with
+    their images; refuses a list larger than the policy allows, and one whose current subjects
+    lack templates of that model (saying how many, and how to make them)."""
     policy = policy or load_policy()
     watchlist = get_watchlist(session, deployment.watchlist_name)
+    model = deployment_model(deployment)
     today = utcnow().date()
+    lacking = load_templates(session, watchlist, model=model, today=today).without_template
+    if lacking:
+        raise DeploymentError(
+            f"{len(lacking)} current subject(s) of watchlist {watchlist.name!r} have no "
+            f"{model} template: run 'openlfr watchlist re-embed {watchlist.name} --model {model}'"
+        )
     rows = session.execute(
         select(Subject, ReferenceImage.content, Template.embedding)
         .join(ReferenceImage, ReferenceImage.subject_id == Subject.id)
         .join(Template, Template.image_id == ReferenceImage.id)
-        .where(Subject.watchlist_id == watchlist.id, Template.model == EMBEDDING_MODEL)
+        .where(Subject.watchlist_id == watchlist.id, Template.model == model)
     ).all()
     subjects = set()
     flag_expired(session, today)  # left out below, and flagged so that someone reviews them
@@ -167,7 +181,7 @@ def freeze_snapshot(session: Session, deployment: Deployment, policy: Policy | N
                 deployment_id=deployment.id,
                 subject_id=subject.id,
                 subject_name=subject.name,
-                model=EMBEDDING_MODEL,
+                model=model,
                 embedding=embedding,
                 image=image,
             )
@@ -240,13 +254,14 @@ class WorkerJob:
     subject_names: dict[int, str]
     config: LiveConfig
     deadline: float  # time.time() of the deployment's end
+    model: str  # the face model of the templates; the worker embeds with the same one
 
 
 def camera_worker(job: WorkerJob, events: Any, stop: Any, suppressions: Any = None) -> None:
     """Worker process body: one camera's source through the pipeline, events onto ``events``;
     (track, subject id) pairs arriving on ``suppressions`` stop that face alerting for that
     subject."""
-    index = WatchlistIndex(job.embeddings, job.subject_ids, job.subject_names)
+    index = WatchlistIndex(job.embeddings, job.subject_ids, job.subject_names, model=job.model)
     pipeline = LivePipeline(index, camera=job.camera, config=job.config)
     pipeline.warm_up()
 
@@ -328,7 +343,8 @@ def _run_cameras(session: Session, deployment: Deployment, on_alert: Any, poll_s
     subject_ids = np.array([t.subject_id for t in snapshot], dtype=np.int64)
     names = {t.subject_id: t.subject_name for t in snapshot}
     reference = {t.subject_id: t.image for t in snapshot}  # first image per subject is enough
-    threshold = deployment.threshold or default_threshold(len(names))
+    model = deployment_model(deployment)
+    threshold = deployment.threshold or default_threshold(len(names), model)
     deadline = as_utc(deployment.ends_at).timestamp()
     context = mp.get_context("spawn")  # a clean interpreter per camera, as on a cluster
     events, stop = context.Queue(), context.Event()
@@ -344,6 +360,7 @@ def _run_cameras(session: Session, deployment: Deployment, on_alert: Any, poll_s
             names,
             LiveConfig(threshold=threshold),
             deadline,
+            model,
         )
         suppressions[camera.name] = context.Queue()
         worker = context.Process(

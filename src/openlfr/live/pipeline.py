@@ -24,11 +24,11 @@ import numpy as np
 
 from openlfr.live.sources import Frame
 from openlfr.live.tracker import IouTracker, Track
-from openlfr.matching import WatchlistIndex, default_threshold
-from openlfr.vision.align import align_chip, find_landmarks
-from openlfr.vision.detect import Detection, detect_faces
-from openlfr.vision.embed import embed_chips
-from openlfr.vision.quality import Quality, assess_quality
+from openlfr.matching import WatchlistIndex
+from openlfr.vision.detect import Detection
+from openlfr.vision.faces import analyse_face
+from openlfr.vision.models import get_model
+from openlfr.vision.quality import Quality
 
 
 @dataclass
@@ -86,14 +86,13 @@ class LivePipeline:
         self, index: WatchlistIndex, *, camera: str = "camera", config: LiveConfig | None = None
     ) -> None:
         self.index = index
+        self.model = get_model(index.model)  # probes are embedded by the templates' model
         self.camera = camera
         self.config = config or LiveConfig()
         self.tracker = IouTracker(self.config.track_min_iou, self.config.track_max_missed)
         self.counts = CameraCounts()
         self.threshold = (
-            default_threshold(index.subject_count)
-            if self.config.threshold is None
-            else self.config.threshold
+            index.default_threshold() if self.config.threshold is None else self.config.threshold
         )
         self._raised: dict[int, _Raised] = {}  # subject id -> the alert on this camera
         # (track id, subject id) pairs a reviewer judged "no match": that face is not searched
@@ -102,10 +101,7 @@ class LivePipeline:
 
     def warm_up(self) -> None:
         """Load the models now, so that the first frames of a live source are not dropped."""
-        blank = np.zeros((120, 120, 3), np.uint8)
-        detect_faces(blank)
-        find_landmarks(blank, Detection(10, 10, 100, 100, 0.0))
-        embed_chips([np.zeros((150, 150, 3), np.uint8)])
+        self.model.warm_up()
 
     def process(self, frame: Frame) -> list[AlertEvent]:
         """Run one frame through the pipeline; returns the alert events it caused."""
@@ -116,9 +112,8 @@ class LivePipeline:
         for track, box in matched:
             if track.searches >= self.config.max_searches_per_track:
                 continue
-            landmarks = find_landmarks(frame.image, box)
-            chip = align_chip(frame.image, landmarks)
-            quality = assess_quality(landmarks, chip, box.width)
+            face = analyse_face(self.model, frame.image, box, self.model.locate(frame.image, box))
+            chip, quality = face.chip, face.quality
             if not self._usable(quality):
                 continue
             if track.first_usable_at is None:
@@ -139,7 +134,7 @@ class LivePipeline:
         # ones down keeps detection time bounded. Landmarks and chips use the original frame.
         scale = self.config.working_width / width
         if abs(scale - 1.0) < 0.01:
-            return detect_faces(image, upsample=self.config.upsample)
+            return self.model.detect(image, upsample=self.config.upsample)
         small = cv2.resize(
             image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
         )
@@ -151,7 +146,7 @@ class LivePipeline:
                 min(int(d.y2 / scale), height),
                 d.score,
             )
-            for d in detect_faces(small, upsample=self.config.upsample)
+            for d in self.model.detect(small, upsample=self.config.upsample)
         ]
 
     def _usable(self, quality: Quality) -> bool:
@@ -163,8 +158,8 @@ class LivePipeline:
     def _search(
         self, frame: Frame, shots: list[tuple[Track, Detection, np.ndarray, Quality]]
     ) -> list[AlertEvent]:
-        embeddings = embed_chips([chip for _, _, chip, _ in shots])
-        results = self.index.search(embeddings, top_k=1)
+        embeddings = self.model.embed([chip for _, _, chip, _ in shots])
+        results = self.index.search(embeddings, top_k=1, model=self.model.name)
         events = []
         now = time.monotonic()
         for (track, box, _, quality), candidates in zip(shots, results, strict=True):

@@ -18,6 +18,7 @@ from openlfr.store.watchlists import (
     get_subject,
 )
 from openlfr.vision.batch import ImageResult, analyse_files, list_images
+from openlfr.vision.models import FaceModel
 
 
 @dataclass
@@ -49,6 +50,7 @@ def import_folder(
     policy: Policy,
     upsample: int = 1,
     workers: int | None = None,
+    model: FaceModel | str | None = None,
     on_image: Callable[[str], None] | None = None,
 ) -> ImportReport:
     """Enrol every sub-folder of ``folder`` as a subject (its name the folder's name).
@@ -61,7 +63,9 @@ def import_folder(
     report = ImportReport()
     people = sorted(p for p in folder.iterdir() if p.is_dir())
     jobs = [(person.name, path) for person in people for path in list_images([person])]
-    results = analyse_files([path for _, path in jobs], upsample=upsample, workers=workers)
+    results = analyse_files(
+        [path for _, path in jobs], model=model, upsample=upsample, workers=workers
+    )
     by_person: dict[str, list[tuple[Path, ImageResult]]] = {}
     for (name, path), result in zip(jobs, results, strict=True):
         by_person.setdefault(name, []).append((path, result))

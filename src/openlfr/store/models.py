@@ -87,9 +87,13 @@ class ReferenceImage(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     subject: Mapped[Subject] = relationship(back_populates="images")
-    template: Mapped[Template | None] = relationship(
-        back_populates="image", cascade="all, delete-orphan", uselist=False
+    # One template per face model (migration 0005): a new model re-embeds the kept image.
+    templates: Mapped[list[Template]] = relationship(
+        back_populates="image", cascade="all, delete-orphan", order_by="Template.id"
     )
+
+    def template_for(self, model: str) -> Template | None:
+        return next((t for t in self.templates if t.model == model), None)
 
 
 class Template(Base):
@@ -98,16 +102,16 @@ class Template(Base):
     __tablename__ = "templates"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    image_id: Mapped[int] = mapped_column(
-        ForeignKey("reference_images.id", ondelete="CASCADE"), unique=True
-    )
-    model: Mapped[str] = mapped_column(String(100))
+    __table_args__ = (UniqueConstraint("image_id", "model", name="uq_templates_image_id_model"),)
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("reference_images.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(String(100), index=True)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian, unit length
     box: Mapped[list[int]] = mapped_column(JSON)
     quality: Mapped[dict[str, float]] = mapped_column(JSON)
     quality_score: Mapped[float] = mapped_column(Float)
 
-    image: Mapped[ReferenceImage] = relationship(back_populates="template")
+    image: Mapped[ReferenceImage] = relationship(back_populates="templates")
 
 
 class Deployment(Base):
@@ -134,6 +138,8 @@ class Deployment(Base):
     runner_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     runner_host: Mapped[str | None] = mapped_column(String(200), nullable=True)
     snapshot_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The face model the deployment searches with, fixed when it is planned (migration 0005).
+    model: Mapped[str | None] = mapped_column(String(100), nullable=True)
     # opt-in: a reviewer's "no match" stops that face alerting for that subject again
     suppress_no_match: Mapped[bool] = mapped_column(default=False)
     # Authorisation record (College of Policing APP): ``reason`` is the justification and

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
@@ -13,8 +14,8 @@ from sqlalchemy.orm import Session
 from openlfr.errors import NotFoundError, OpenLFRError, PolicyError
 from openlfr.governance.policy import Policy
 from openlfr.store.models import ReferenceImage, Subject, Template, Watchlist
-from openlfr.vision.dlib_models import EMBEDDING_MODEL
 from openlfr.vision.faces import Face
+from openlfr.vision.models import FaceModel
 
 
 def create_watchlist(session: Session, name: str, description: str = "") -> Watchlist:
@@ -134,9 +135,9 @@ def add_reference_image(
     width: int,
     height: int,
 ) -> ReferenceImage:
-    """Keep an enrolled photo and the template of the one face in it."""
-    if face.embedding is None:
-        raise ValueError("face has no embedding")
+    """Keep an enrolled photo and the template of the one face in it (of ``face.model``)."""
+    if face.embedding is None or not face.model:
+        raise ValueError("face has no embedding, or no model tag")
     image = ReferenceImage(
         subject=subject,
         filename=filename,
@@ -145,16 +146,21 @@ def add_reference_image(
         width=width,
         height=height,
     )
-    image.template = Template(
-        model=EMBEDDING_MODEL,
+    image.templates.append(template_of(face))
+    session.add(image)
+    session.flush()
+    return image
+
+
+def template_of(face: Face) -> Template:
+    assert face.embedding is not None
+    return Template(
+        model=face.model,
         embedding=face.embedding.astype("<f4").tobytes(),
         box=face.box.as_list(),
         quality={k: v for k, v in face.quality.as_dict().items()},
         quality_score=face.quality.score,
     )
-    session.add(image)
-    session.flush()
-    return image
 
 
 def remove_subject(session: Session, watchlist: Watchlist, name: str) -> int:
@@ -173,20 +179,23 @@ def remove_subject(session: Session, watchlist: Watchlist, name: str) -> int:
 class TemplateSet:
     """All usable templates of a watchlist, as arrays ready for an index."""
 
-    embeddings: np.ndarray  # (n, 128) float32
+    embeddings: np.ndarray  # (n, model's embedding size) float32
     subject_ids: np.ndarray  # (n,) int64
     subject_names: dict[int, str]
     expired: list[str]  # subjects left out because their entry has expired
+    model: str
+    without_template: list[str]  # current subjects with no template of this model
 
 
 def load_templates(
     session: Session,
     watchlist: Watchlist,
     *,
-    model: str = EMBEDDING_MODEL,
+    model: str,
     today: date | None = None,
 ) -> TemplateSet:
-    """The watchlist's templates made by ``model``; subjects past their expiry are left out."""
+    """The watchlist's templates made by ``model``; subjects past their expiry are left out,
+    and current subjects with images but no template of ``model`` are named."""
     today = today or date.today()
     rows = session.execute(
         select(Subject.id, Subject.name, Subject.expires_on, Template.embedding)
@@ -209,6 +218,95 @@ def load_templates(
     embeddings = (
         np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1).astype(np.float32)
         if blobs
-        else np.zeros((0, 128), dtype=np.float32)
+        else np.zeros((0, _embedding_size(model)), dtype=np.float32)
     )
-    return TemplateSet(embeddings, np.array(ids, dtype=np.int64), names, sorted(expired))
+    has_image = select(ReferenceImage.id).where(ReferenceImage.subject_id == Subject.id).exists()
+    lacking = session.scalars(
+        select(Subject.name).where(
+            Subject.watchlist_id == watchlist.id,
+            Subject.id.not_in(list(names)),
+            (Subject.expires_on.is_(None)) | (Subject.expires_on >= today),
+            has_image,
+        )
+    ).all()
+    return TemplateSet(
+        embeddings,
+        np.array(ids, dtype=np.int64),
+        names,
+        sorted(expired),
+        model,
+        sorted(lacking),
+    )
+
+
+def _embedding_size(model: str) -> int:
+    from openlfr.vision.models import _units
+
+    unit = _units().get(model)
+    return unit.embedding_size if unit else 0
+
+
+
+@dataclass
+class ReembedReport:
+    model: str
+    embedded: int = 0  # templates made
+    already: int = 0  # images that had one
+    problems: list[tuple[int, str]] = field(default_factory=list)  # (image id, why)
+
+
+def reembed_watchlist(
+    session: Session,
+    watchlist: Watchlist,
+    model: FaceModel,
+    *,
+    on_image: Callable[[], None] | None = None,
+) -> ReembedReport:
+    """Make ``model``'s template for every kept reference image of the watchlist that lacks
+    one, from the image itself (nobody collects photos again). The face meant is the one the
+    existing template's box marks (the best overlap), else the only face found. Committed per
+    subject, so an interrupted run keeps what it did and can be run again."""
+    report = ReembedReport(model.name)
+    for subject in watchlist.subjects:
+        for image in subject.images:
+            if image.template_for(model.name) is not None:
+                report.already += 1
+            elif (why := _reembed_image(image, model)) is not None:
+                report.problems.append((image.id, why))
+            else:
+                report.embedded += 1
+            if on_image:
+                on_image()
+        session.commit()
+    return report
+
+
+def _reembed_image(image: ReferenceImage, model: FaceModel) -> str | None:
+    from openlfr.errors import ImageError
+    from openlfr.vision.faces import find_faces
+
+    try:
+        faces = find_faces(image.content, model=model, upsample=1)
+    except ImageError as exc:
+        return str(exc)
+    if not faces:
+        return f"no face found by {model.name}"
+    known = image.templates[0].box if image.templates else None
+    if known is not None:
+        face = max(faces, key=lambda f: _overlap(f.box.as_list(), known))
+        if _overlap(face.box.as_list(), known) < 0.3:
+            return "the face enrolled before is not found by this model"
+    elif len(faces) == 1:
+        face = faces[0]
+    else:
+        return f"{len(faces)} faces found and no earlier template says which is meant"
+    image.templates.append(template_of(face))
+    return None
+
+
+def _overlap(a: list[int], b: list[int]) -> float:
+    """Intersection over union of two ``[x1, y1, x2, y2]`` boxes."""
+    w = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union if union > 0 else 0.0

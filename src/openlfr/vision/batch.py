@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from openlfr.errors import ImageError
-from openlfr.vision.detect import DetectorName
-from openlfr.vision.faces import Face, find_faces
+from openlfr.vision.faces import Face, find_faces, resolve_model
 from openlfr.vision.image import load_image
+from openlfr.vision.models import FaceModel
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
 
@@ -51,12 +51,15 @@ def default_workers() -> int:
 
 
 def analyse_file(
-    path: str | Path, detector: DetectorName = "hog", upsample: int = 1, keep_chips: bool = False
+    path: str | Path,
+    model: FaceModel | str | None = None,
+    upsample: int = 1,
+    keep_chips: bool = False,
 ) -> ImageResult:
     """``find_faces`` on one file, errors caught and reported rather than raised."""
     try:
         rgb = load_image(path)
-        faces = find_faces(rgb, detector=detector, upsample=upsample)
+        faces = find_faces(rgb, model=model, upsample=upsample)
     except ImageError as exc:
         return ImageResult(str(path), error=str(exc))
     if not keep_chips:
@@ -74,19 +77,21 @@ def _one_thread_per_worker() -> None:
 def analyse_files(
     paths: Sequence[str | Path],
     *,
-    detector: DetectorName = "hog",
+    model: FaceModel | str | None = None,
     upsample: int = 1,
     workers: int | None = None,
     keep_chips: bool = False,
 ) -> Iterator[ImageResult]:
-    """Analyse files in order, on ``workers`` processes (all cores by default)."""
+    """Analyse files in order with ``model`` (None: the configured one), on ``workers``
+    processes (all cores by default)."""
+    unit = resolve_model(model)  # here, so that a missing model fails before any work
     workers = workers or default_workers()
     if workers == 1 or len(paths) < 4:
         for path in paths:
-            yield analyse_file(path, detector, upsample, keep_chips)
+            yield analyse_file(path, unit, upsample, keep_chips)
         return
     with ProcessPoolExecutor(max_workers=workers, initializer=_one_thread_per_worker) as pool:
         n = len(paths)
         yield from pool.map(
-            analyse_file, paths, [detector] * n, [upsample] * n, [keep_chips] * n, chunksize=4
+            analyse_file, paths, [unit] * n, [upsample] * n, [keep_chips] * n, chunksize=4
         )

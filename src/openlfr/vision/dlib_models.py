@@ -21,13 +21,6 @@ MODEL_FILES = {
     "mmod": "mmod_human_face_detector.dat",
 }
 
-# Templates carry the name of the model that made them, so a watchlist enrolled with one model
-# is never searched with another's embeddings. Both embedding backends (dlib itself, and its
-# conversion run by ONNX Runtime, see openlfr.vision.embed) share this tag because they are the
-# same model: tests/test_onnx.py holds every ONNX descriptor within 1e-4 cosine distance of
-# dlib's, on the astronaut and on 500+ real faces. Should that test ever fail, the ONNX
-# backend needs a tag of its own.
-EMBEDDING_MODEL = "dlib-resnet-v1"
 
 
 def _dlib() -> Any:

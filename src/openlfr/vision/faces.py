@@ -1,8 +1,9 @@
 """The ``Face`` record and ``find_faces``: every stage of ``openlfr.vision`` in one call.
 
 >>> from openlfr.vision import find_faces
->>> for face in find_faces("group.jpg"):
+>>> for face in find_faces("group.jpg"):                 # the configured face model
 ...     print(face.box.as_list(), face.quality.frontalness, face.embedding.shape)
+>>> find_faces("group.jpg", model="dlib-resnet-v1")       # or a named one
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from openlfr.vision.align import align_chip, find_landmarks
-from openlfr.vision.detect import Detection, DetectorName, detect_faces
-from openlfr.vision.embed import embed_chips
+from openlfr.vision.detect import Detection
 from openlfr.vision.image import ImageSource, load_image
+from openlfr.vision.models import FaceModel, get_model
 from openlfr.vision.quality import Quality, assess_quality
 
 
@@ -27,31 +27,41 @@ class Face:
     """
 
     box: Detection
-    landmarks: np.ndarray  # (5, 2) float32, dlib's order
+    landmarks: np.ndarray  # (5, 2) float32, in the order of the model's alignment
     quality: Quality
-    chip: np.ndarray | None = field(repr=False)  # (150, 150, 3) uint8, aligned; None once dropped
-    embedding: np.ndarray | None = field(default=None, repr=False)  # (128,) float32, unit length
+    chip: np.ndarray | None = field(repr=False)  # the model's aligned chip; None once dropped
+    embedding: np.ndarray | None = field(default=None, repr=False)  # float32, unit length
+    model: str = ""  # the face model that made landmarks, chip and embedding
+
+
+def analyse_face(model: FaceModel, rgb: np.ndarray, box: Detection, points: np.ndarray) -> Face:
+    """Align and measure one located face (no embedding yet)."""
+    chip = model.align(rgb, points)
+    quality = assess_quality(model.eyes_and_nose(points), chip, box.width)
+    return Face(box, points, quality, chip, model=model.name)
+
+
+def resolve_model(model: FaceModel | str | None) -> FaceModel:
+    return model if isinstance(model, FaceModel) else get_model(model)
 
 
 def find_faces(
     image: ImageSource,
     *,
-    detector: DetectorName = "hog",
+    model: FaceModel | str | None = None,
     upsample: int = 0,
     embed: bool = True,
 ) -> list[Face]:
-    """Detect, align, measure and (unless ``embed=False``) embed every face in an image.
+    """Detect, align, measure and (unless ``embed=False``) embed every face in an image, with
+    ``model`` (a name, a unit, or None for the configured model).
 
     ``image`` is a path, bytes, a file object or an RGB array; the faces come largest first.
     """
+    unit = resolve_model(model)
     rgb = load_image(image)
-    faces = []
-    for box in detect_faces(rgb, model=detector, upsample=upsample):
-        landmarks = find_landmarks(rgb, box)
-        chip = align_chip(rgb, landmarks)
-        faces.append(Face(box, landmarks, assess_quality(landmarks, chip, box.width), chip))
+    faces = [analyse_face(unit, rgb, f.box, f.points) for f in unit.find(rgb, upsample)]
     faces.sort(key=lambda f: -f.box.width)
     if embed and faces:
-        for face, vector in zip(faces, embed_chips([f.chip for f in faces]), strict=True):
+        for face, vector in zip(faces, unit.embed([f.chip for f in faces]), strict=True):
             face.embedding = vector
     return faces

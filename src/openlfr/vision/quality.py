@@ -35,11 +35,12 @@ class Quality:
         return {**{k: round(float(v), 3) for k, v in asdict(self).items()}, "score": self.score}
 
 
-def assess_quality(landmarks: np.ndarray, chip: np.ndarray, size_px: int) -> Quality:
-    """Measure a face from its 5 landmarks (dlib order) and its aligned chip."""
-    right_eye = landmarks[0:2].mean(axis=0)
-    left_eye = landmarks[2:4].mean(axis=0)
-    nose = landmarks[4]
+def assess_quality(
+    eyes_and_nose: tuple[np.ndarray, np.ndarray, np.ndarray], chip: np.ndarray, size_px: int
+) -> Quality:
+    """Measure a face from the eye on the image's left, the eye on its right and the nose
+    (``FaceModel.eyes_and_nose``), and its aligned chip."""
+    right_eye, left_eye, nose = (np.asarray(p, dtype=np.float64) for p in eyes_and_nose)
     eye_vector = left_eye - right_eye
     eye_distance = float(np.hypot(*eye_vector))
     roll = float(np.degrees(np.arctan2(eye_vector[1], eye_vector[0])))
