@@ -226,23 +226,31 @@ def adjudicate(
 
 
 def enrol_directly(
-    store: sessionmaker[Session], name: str, image: bytes, watchlist: str = "demo"
+    store: sessionmaker[Session],
+    name: str,
+    image: bytes,
+    watchlist: str = "demo",
+    model: str = "dlib-resnet-v1",
 ) -> int:
     """A watchlist entry with one reference image, without face detection (subject-rights tests
-    need the records, not a search): the template is a random unit vector. Returns its id."""
+    need the records, not a search): the template, tagged ``model``, is a random unit vector.
+    Returns its id."""
     from openlfr.governance.policy import Policy
     from openlfr.store.watchlists import add_reference_image, add_subject, get_watchlist
     from openlfr.vision.detect import Detection
     from openlfr.vision.faces import Face
+    from openlfr.vision.models import _units
     from openlfr.vision.quality import Quality
 
-    vector = np.random.default_rng(0).normal(size=128).astype(np.float32)
+    size = _units()[model].embedding_size
+    vector = np.random.default_rng(0).normal(size=size).astype(np.float32)
     face = Face(
         box=Detection(0, 0, 10, 10, 1.0),
         landmarks=np.zeros((5, 2), np.float32),
         quality=Quality(10, 5.0, 100.0, 1.0, 0.0),
         chip=None,
         embedding=vector / np.linalg.norm(vector),
+        model=model,
     )
     with store() as session:
         entry = replace(

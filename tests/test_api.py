@@ -22,7 +22,22 @@ from sqlalchemy import select
 
 from openlfr.api.roles import Role
 from openlfr.governance.audit import verify_chain
-from openlfr.store.models import Adjudication, AuditEntry, Deployment, ReferenceImage, Subject
+from openlfr.store.models import (
+    Adjudication,
+    AuditEntry,
+    Deployment,
+    ReferenceImage,
+    Subject,
+    Template,
+)
+from openlfr.vision.models import _units, get_model
+
+MOBILEFACENET, DLIB = "mobilefacenet-v1", "dlib-resnet-v1"
+needs_mobilefacenet = pytest.mark.skipif(
+    not _units()[MOBILEFACENET].installed(),
+    reason="MobileFaceNet is not installed: run 'openlfr models install' "
+    "(or point OPENLFR_MODELS_DIR at an installed models folder)",
+)
 
 
 def login(client: TestClient, role: Role) -> dict[str, str]:
@@ -93,6 +108,9 @@ def test_enrol_by_upload_and_view_is_audited(client, store, astronaut) -> None:
     )
     assert upload.status_code == 201, upload.text
     assert upload.json()["filename"] == "eileen.jpg"  # the path part is dropped
+    # one template, of the configured model (MobileFaceNet when installed, else dlib's)
+    assert upload.json()["templates"] == [get_model().name]
+    assert upload.json()["quality_score"] is not None
     image_id = upload.json()["id"]
     again = client.post(
         "/api/watchlists/demo/subjects/eileen/images",
@@ -102,6 +120,9 @@ def test_enrol_by_upload_and_view_is_audited(client, store, astronaut) -> None:
     assert again.status_code == 409
     shown = client.get("/api/watchlists/demo", headers=manager).json()
     assert shown["subjects"] == 1 and len(shown["subject_list"][0]["images"]) == 1
+    assert shown["subject_list"][0]["images"][0]["templates"] == [get_model().name]
+    with store() as session:
+        assert [t.model for t in session.scalars(select(Template))] == [get_model().name]
     view = client.get(f"/api/watchlists/demo/subjects/eileen/images/{image_id}", headers=manager)
     assert view.status_code == 200 and view.headers["content-type"] == "image/jpeg"
     gone = client.delete("/api/watchlists/demo/subjects/eileen", headers=manager)
@@ -187,6 +208,7 @@ def test_deployment_planned_and_refused_start_says_why(client, store) -> None:
     made = client.post("/api/deployments", headers=officer, json=body)
     assert made.status_code == 201, made.text
     assert made.json()["created_by"] == user_name(Role.AUTHORISING_OFFICER)
+    assert made.json()["model"] == get_model().name  # none named: the configured one
     started = client.post(f"/api/deployments/{made.json()['id']}/start", headers=officer)
     assert started.status_code == 409 and "not been authorised" in started.json()["detail"]
     with store() as session:  # authorised (the rules are in test_governance): now the list
@@ -316,3 +338,155 @@ def test_no_match_suppression_is_opt_in_and_audited(client, store, astronaut) ->
         assert session.scalar(select(Adjudication).where(Adjudication.alert_id == first)) is None
         actions = [e.action for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
     assert actions[-2:] == ["suppress", "adjudicate"]
+
+
+# --- face models ------------------------------------------------------------------------------
+
+
+def test_models_are_listed_with_installed_flag_default_and_card(client, monkeypatch) -> None:
+    for role in (Role.ADMIN, Role.REVIEWER):  # any signed-in role: no personal data in it
+        listed = client.get("/api/models", headers=login(client, role))
+        assert listed.status_code == 200, listed.text
+    models = {m["name"]: m for m in listed.json()}
+    assert set(models) == {MOBILEFACENET, DLIB}
+    for name, unit in _units().items():
+        assert models[name]["installed"] is unit.installed()
+        assert models[name]["embedding_size"] == unit.embedding_size
+        assert models[name]["runtime"] == unit.runtime and models[name]["detector"]
+        assert models[name]["card"]["licence"] == unit.card.licence
+        assert set(models[name]["card"]) >= {"title", "source", "training_data", "not_fit_for"}
+    assert (models[MOBILEFACENET]["embedding_size"], models[DLIB]["embedding_size"]) == (192, 128)
+    assert [m["name"] for m in models.values() if m["default"]] == [get_model().name]
+    assert models[DLIB]["aliases"] == ["dlib"]
+    monkeypatch.setenv("OPENLFR_MODEL", "dlib")  # the default follows the configuration
+    again = client.get("/api/models", headers=login(client, Role.AUDITOR)).json()
+    assert [m["name"] for m in again if m["default"]] == [DLIB]
+
+
+def _two_subjects(client: TestClient, manager: dict[str, str], astronaut) -> list[int]:  # type: ignore[no-untyped-def]
+    """Watchlist 'demo' with two subjects of one upload each; returns the image ids."""
+    from service_support import jpeg
+
+    face = astronaut[:300, 80:380].copy()
+    assert client.post("/api/watchlists", headers=manager, json={"name": "demo"}).status_code == 201
+    ids = []
+    for name, image in (("eileen", face), ("mirror", face[:, ::-1].copy())):
+        subject = {"name": name, "category": "missing-at-risk", "reason": "test", **BASIS}
+        assert client.post("/api/watchlists/demo/subjects", headers=manager, json=subject)
+        upload = client.post(
+            f"/api/watchlists/demo/subjects/{name}/images",
+            headers=manager,
+            files={"file": (f"{name}.jpg", jpeg(image), "image/jpeg")},
+        )
+        assert upload.status_code == 201, upload.text
+        ids.append(upload.json()["id"])
+    return ids
+
+
+def _plan_body(**changes: object) -> dict[str, object]:
+    return {
+        "name": "Op",
+        "location": "Square",
+        "reason": "why here, why now",
+        "watchlist": "demo",
+        "ends_at": (datetime.now(UTC) + timedelta(hours=2)).isoformat(),
+        "cameras": [{"name": "north", "source": "/dev/null"}],
+        **changes,
+    }
+
+
+@pytest.mark.slow
+@needs_mobilefacenet
+def test_reembed_makes_the_missing_templates_once_and_unlocks_the_deployment(
+    client, store, astronaut, monkeypatch
+) -> None:
+    manager = login(client, Role.WATCHLIST_MANAGER)
+    monkeypatch.setenv("OPENLFR_MODEL", DLIB)  # enrolled when dlib was the configured model
+    image_ids = _two_subjects(client, manager, astronaut)
+    shown = client.get("/api/watchlists/demo", headers=manager).json()
+    assert [i["templates"] for s in shown["subject_list"] for i in s["images"]] == [[DLIB]] * 2
+    monkeypatch.delenv("OPENLFR_MODEL")
+
+    # a deployment for MobileFaceNet on the dlib-only list: planned, refused at start
+    officer = login(client, Role.AUTHORISING_OFFICER)
+    made = client.post("/api/deployments", headers=officer, json=_plan_body(model="mobilefacenet"))
+    assert made.status_code == 201, made.text
+    assert made.json()["model"] == MOBILEFACENET  # the alias, stored by its full name
+    with store() as session:
+        authorise_for_tests(session.get(Deployment, made.json()["id"]))
+        session.commit()
+    started = client.post(f"/api/deployments/{made.json()['id']}/start", headers=officer)
+    assert started.status_code == 409, started.text
+    detail = started.json()["detail"]
+    assert "2 current subject(s)" in detail and "re-embed" in detail and MOBILEFACENET in detail
+    board = client.get(f"/api/deployments/{made.json()['id']}", headers=officer).json()
+    assert board["status"] == "planned" and board["model"] == MOBILEFACENET
+
+    done = client.post(
+        "/api/watchlists/demo/re-embed", headers=manager, json={"model": MOBILEFACENET}
+    )
+    assert done.status_code == 200, done.text
+    assert done.json() == {"model": MOBILEFACENET, "embedded": 2, "already": 0, "problems": []}
+    again = client.post("/api/watchlists/demo/re-embed", headers=manager)  # default: configured
+    assert again.json() == {"model": MOBILEFACENET, "embedded": 0, "already": 2, "problems": []}
+
+    shown = client.get("/api/watchlists/demo", headers=manager).json()
+    images = [i for s in shown["subject_list"] for i in s["images"]]
+    assert [i["id"] for i in images] == image_ids
+    assert [i["templates"] for i in images] == [[DLIB, MOBILEFACENET]] * 2
+    with store() as session:
+        for image_id in image_ids:
+            image = session.get(ReferenceImage, image_id)
+            assert sorted(t.model for t in image.templates) == [DLIB, MOBILEFACENET]
+            quality = image.template_for(MOBILEFACENET).quality_score
+            assert [i["quality_score"] for i in images if i["id"] == image_id] == [quality]
+        entries = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "re-embed").order_by(AuditEntry.id)
+        ).all()
+        assert [(e.actor, e.object) for e in entries] == [
+            ("watchlist_manager", f"watchlist:demo:model={MOBILEFACENET}:templates={n}")
+            for n in (2, 0)
+        ]
+        everything = session.scalars(select(AuditEntry)).all()
+        assert not any(
+            name in f"{e.object} {e.purpose}" for e in everything for name in ("eileen", "mirror")
+        )
+        assert verify_chain(session).ok
+
+
+def test_unknown_model_is_422_and_a_model_not_installed_409(client, store, monkeypatch) -> None:
+    manager = login(client, Role.WATCHLIST_MANAGER)
+    officer = login(client, Role.AUTHORISING_OFFICER)
+    client.post("/api/watchlists", headers=manager, json={"name": "demo"})
+    subject = {"name": "bob", "category": "missing-at-risk", "reason": "test", **BASIS}
+    client.post("/api/watchlists/demo/subjects", headers=manager, json=subject)
+
+    unknown = client.post("/api/watchlists/demo/re-embed", headers=manager, json={"model": "vgg"})
+    assert unknown.status_code == 422 and "unknown face model" in unknown.json()["detail"]
+    plan = client.post("/api/deployments", headers=officer, json=_plan_body(model="vgg"))
+    assert plan.status_code == 422 and "unknown face model" in plan.json()["detail"]
+    missing = client.post("/api/watchlists/nope/re-embed", headers=manager, json={"model": DLIB})
+    assert missing.status_code == 404
+
+    # MobileFaceNet as if its weights were absent from this machine
+    monkeypatch.setattr(_units()[MOBILEFACENET], "installed", lambda: False)
+    listed = {m["name"]: m for m in client.get("/api/models", headers=manager).json()}
+    assert listed[MOBILEFACENET]["installed"] is False and listed[DLIB]["default"] is True
+    absent = client.post(
+        "/api/watchlists/demo/re-embed", headers=manager, json={"model": "mobilefacenet"}
+    )
+    assert absent.status_code == 409 and "openlfr models install" in absent.json()["detail"]
+    plan = client.post("/api/deployments", headers=officer, json=_plan_body(model=MOBILEFACENET))
+    assert plan.status_code == 409 and "openlfr models install" in plan.json()["detail"]
+    monkeypatch.setenv("OPENLFR_MODEL", MOBILEFACENET)  # configured, yet not installed
+    upload = client.post(
+        "/api/watchlists/demo/subjects/bob/images",
+        headers=manager,
+        files={"file": ("b.jpg", b"not even read", "image/jpeg")},
+    )
+    assert upload.status_code == 409 and "openlfr models install" in upload.json()["detail"]
+    with store() as session:  # nothing written by any refusal
+        assert session.scalar(select(Deployment)) is None
+        assert session.scalar(select(ReferenceImage)) is None
+        actions = {e.action for e in session.scalars(select(AuditEntry))}
+    assert "re-embed" not in actions and "deployment-plan" not in actions

@@ -117,15 +117,17 @@ def test_suppressed_face_raises_no_alert_for_that_subject(test_data: Path) -> No
     from openlfr.matching import WatchlistIndex
     from openlfr.store import open_store
     from openlfr.store.watchlists import create_watchlist, load_templates
+    from openlfr.vision.models import get_model
 
     video = test_data / "video" / "intel-head-pose-face-detection-male.mp4"
+    model = get_model().name  # _enrol and the pipeline both use the configured model
     store = open_store()
     with store() as session:
         watchlist = create_watchlist(session, "clip")
         _enrol(session, watchlist, "walker", _frame(video, 0))
         session.commit()
-        t = load_templates(session, watchlist)
-    index = WatchlistIndex(t.embeddings, t.subject_ids, t.subject_names)
+        t = load_templates(session, watchlist, model=model)
+    index = WatchlistIndex(t.embeddings, t.subject_ids, t.subject_names, model=model)
 
     def run(suppressed: set[tuple[int, int]]) -> list:  # type: ignore[type-arg]
         pipeline = LivePipeline(index, camera="lab", config=LiveConfig())

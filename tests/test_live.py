@@ -40,6 +40,7 @@ from openlfr.store.watchlists import (
 )
 from openlfr.vision import find_faces
 from openlfr.vision.detect import Detection
+from openlfr.vision.models import get_model
 
 
 def _frame(video: Path, index: int) -> np.ndarray:
@@ -113,9 +114,9 @@ def watchlist_from_clip(video: Path, test_data: Path):  # type: ignore[no-untype
 
             _enrol(session, watchlist, name, load_image(cast / name / f"{name}1.jpg"))
         session.commit()
-        templates = load_templates(session, watchlist)
+        templates = load_templates(session, watchlist, model=get_model().name)
     return factory, WatchlistIndex(
-        templates.embeddings, templates.subject_ids, templates.subject_names
+        templates.embeddings, templates.subject_ids, templates.subject_names, model=templates.model
     )
 
 
@@ -188,18 +189,17 @@ def test_non_matches_leave_no_trace(
     """DESIGN.md invariant 1: faces that raise no alert reach no database, file or log."""
     import logging
 
-    import openlfr.live.pipeline as pipeline_module
-
     seen: list[bytes] = []
-    real_embed = pipeline_module.embed_chips
+    model = type(get_model())  # the configured model's unit: the pipeline embeds with it
+    real_embed = model.embed
 
-    def spy(chips):  # type: ignore[no-untyped-def]
-        vectors = real_embed(chips)
+    def spy(self, chips):  # type: ignore[no-untyped-def]
+        vectors = real_embed(self, chips)
         seen.extend(v.astype("<f4").tobytes() for v in vectors)
         seen.extend(np.ascontiguousarray(c).tobytes()[:4096] for c in chips)
         return vectors
 
-    monkeypatch.setattr(pipeline_module, "embed_chips", spy)
+    monkeypatch.setattr(model, "embed", spy)
     caplog.set_level(logging.DEBUG)
     factory, _ = watchlist_from_clip
     files_before = {p: p.stat().st_size for p in openlfr_home.rglob("*") if p.is_file()}

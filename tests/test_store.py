@@ -27,6 +27,8 @@ from openlfr.vision.detect import Detection
 from openlfr.vision.faces import Face
 from openlfr.vision.quality import Quality
 
+DLIB = "dlib-resnet-v1"
+
 
 def _face(seed: int) -> Face:
     vector = np.random.default_rng(seed).normal(size=128).astype(np.float32)
@@ -36,6 +38,7 @@ def _face(seed: int) -> Face:
         quality=Quality(10, 5.0, 100.0, 1.0, 0.0),
         chip=None,
         embedding=vector / np.linalg.norm(vector),
+        model=DLIB,
     )
 
 
@@ -85,10 +88,41 @@ def test_enrol_keeps_image_and_model_tagged_template() -> None:
         session.commit()
         image = session.scalar(select(ReferenceImage))
         assert image.content == b"jpeg bytes" and len(image.sha256) == 64
-        assert image.template.model == "dlib-resnet-v1"
-        templates = load_templates(session, watchlist)
+        assert [t.model for t in image.templates] == [DLIB]
+        templates = load_templates(session, watchlist, model=DLIB)
         np.testing.assert_allclose(templates.embeddings[0], _face(1).embedding)
         assert templates.subject_names == {subject.id: "alice"}
+
+
+def test_one_image_holds_a_template_per_model_and_search_loads_one_model() -> None:
+    from openlfr.store.watchlists import template_of
+
+    with open_store()() as session:
+        watchlist = create_watchlist(session, "w")
+        alice, bob = _subject(session, watchlist, "alice"), _subject(session, watchlist, "bob")
+        for i, subject in enumerate([alice, bob]):
+            add_reference_image(
+                session,
+                subject,
+                filename=f"{i}.jpg",
+                content=bytes([i]),
+                face=_face(i),
+                width=1,
+                height=1,
+            )
+        other = replace(_face(7), embedding=np.ones(192, np.float32) / np.sqrt(192))
+        other.model = "mobilefacenet-v1"
+        alice.images[0].templates.append(template_of(other))
+        session.commit()
+        dlib = load_templates(session, watchlist, model=DLIB)
+        mfn = load_templates(session, watchlist, model="mobilefacenet-v1")
+        assert dlib.embeddings.shape == (2, 128) and dlib.without_template == []
+        assert mfn.embeddings.shape == (1, 192) and mfn.subject_names == {alice.id: "alice"}
+        assert mfn.without_template == ["bob"]  # named, so that a deployment can refuse
+        # One template per image and model: a second of the same model is refused.
+        alice.images[0].templates.append(template_of(other))
+        with pytest.raises(Exception, match="(?i)unique|duplicate"):
+            session.commit()
 
 
 def test_policy_refuses_unknown_category_missing_reason_and_past_expiry() -> None:
@@ -129,8 +163,9 @@ def test_expired_subjects_are_left_out_of_search() -> None:
                 height=1,
             )
         session.commit()
-        assert len(load_templates(session, watchlist).embeddings) == 2
-        later = load_templates(session, watchlist, today=date.today() + timedelta(days=1))
+        assert len(load_templates(session, watchlist, model=DLIB).embeddings) == 2
+        tomorrow = date.today() + timedelta(days=1)
+        later = load_templates(session, watchlist, model=DLIB, today=tomorrow)
         assert len(later.embeddings) == 0 and later.expired == ["current", "lapsing"]
 
 

@@ -8,9 +8,11 @@ import pytest
 from openlfr.vision import find_faces
 from openlfr.vision.embed import embed_chips
 
+DLIB = "dlib-resnet-v1"
+
 
 def test_astronaut_has_one_frontal_face(astronaut: np.ndarray) -> None:
-    faces = find_faces(astronaut)
+    faces = find_faces(astronaut, model=DLIB)
     assert len(faces) == 1
     face = faces[0]
     x1, y1, x2, y2 = face.box.as_list()
@@ -50,20 +52,27 @@ def test_greyscale_photo_still_finds_the_face(astronaut: np.ndarray) -> None:
 
 
 def test_mmod_detector_agrees_with_hog(astronaut: np.ndarray) -> None:
-    hog = find_faces(astronaut, embed=False)[0].box
-    mmod = find_faces(astronaut, detector="mmod", embed=False)[0].box
+    from openlfr.vision.models.dlib_resnet import DlibResnet
+
+    hog = find_faces(astronaut, model=DLIB, embed=False)[0].box
+    mmod = find_faces(astronaut, model=DlibResnet(detector="mmod"), embed=False)[0].box
     overlap_w = min(hog.x2, mmod.x2) - max(hog.x1, mmod.x1)
     overlap_h = min(hog.y2, mmod.y2) - max(hog.y1, mmod.y1)
     assert overlap_w > 0.5 * hog.width and overlap_h > 0.5 * hog.height
 
 
-def test_unknown_detector_is_refused(astronaut: np.ndarray) -> None:
+def test_unknown_detector_and_model_are_refused(astronaut: np.ndarray) -> None:
+    from openlfr.errors import OpenLFRError
+    from openlfr.vision.models.dlib_resnet import DlibResnet
+
     with pytest.raises(ValueError, match="unknown detector"):
-        find_faces(astronaut, detector="magic")  # type: ignore[arg-type]
+        find_faces(astronaut, model=DlibResnet(detector="magic"))  # type: ignore[arg-type]
+    with pytest.raises(OpenLFRError, match="unknown face model"):
+        find_faces(astronaut, model="magic")
 
 
 def test_batched_embedding_equals_one_at_a_time(astronaut: np.ndarray) -> None:
-    chip = find_faces(astronaut)[0].chip
+    chip = find_faces(astronaut, model=DLIB)[0].chip
     flipped = chip[:, ::-1].copy()
     batch = embed_chips([chip, flipped])
     singles = np.vstack([embed_chips([chip]), embed_chips([flipped])])

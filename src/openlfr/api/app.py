@@ -25,12 +25,19 @@ from openlfr.api.routers import (
     auth,
     deployments,
     events,
+    models,
     reports,
     subjects,
     users,
     watchlists,
 )
-from openlfr.errors import ImageError, NotFoundError, OpenLFRError, PolicyError
+from openlfr.errors import (
+    ImageError,
+    ModelMissingError,
+    NotFoundError,
+    OpenLFRError,
+    PolicyError,
+)
 from openlfr.governance.scheduler import RetentionScheduler
 from openlfr.live.deployment import DeploymentError
 
@@ -99,6 +106,8 @@ def _errors(app: FastAPI) -> None:
     app.add_exception_handler(DeploymentError, handler(409))
     app.add_exception_handler(PolicyError, handler(422))
     app.add_exception_handler(ImageError, handler(422))
+    # a face model this server does not have (the message says how to install it)
+    app.add_exception_handler(ModelMissingError, handler(models.MODEL_MISSING))
     app.add_exception_handler(OpenLFRError, handler(400))
 
     async def refused_by_database(_request: Request, exc: DataError) -> JSONResponse:
@@ -158,7 +167,7 @@ def create_app(store: sessionmaker[Session] | None = None, *, poll_alerts: bool 
         title="OpenLFR operator service",
         version="0.1.0",
         description="Watchlists, deployments, live alerts, adjudication, accounts, audit, "
-        "transparency reports and data subjects' rights. "
+        "transparency reports, data subjects' rights and the face models. "
         "Every call but login needs a bearer token (or the console's cookie); roles bound what "
         "each user may do.",
         lifespan=lifespan,
@@ -166,6 +175,7 @@ def create_app(store: sessionmaker[Session] | None = None, *, poll_alerts: bool 
     app.state.store, app.state.broadcaster, app.state.runner = store, broadcaster, runner
     for module in (auth, users, watchlists, deployments, alerts, events, audit, reports, subjects):
         app.include_router(module.router)
+    app.include_router(models.router)
     _errors(app)
     app.add_middleware(BodyLimit)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -37,3 +37,6 @@ REPORT_READ = frozenset(
 SUBJECT_FIND = frozenset({Role.WATCHLIST_MANAGER, Role.AUDITOR})
 SUBJECT_EXPORT = frozenset({Role.WATCHLIST_MANAGER})
 SUBJECT_ERASE = frozenset({Role.WATCHLIST_MANAGER})
+# The face models and their cards: what the service can search with, no personal data. Every
+# signed-in role may read them (the admin too: choosing what to install is an operator's job).
+MODEL_READ = ALL

@@ -7,7 +7,14 @@ from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from openlfr.api.roles import Role
 from openlfr.governance.reports import DeploymentFigures
@@ -97,7 +104,18 @@ class ImageOut(Orm):
     sha256: str
     width: int
     height: int
-    quality_score: float | None = None
+    quality_score: float | None = Field(
+        None, description="the configured face model's template's quality (else another's)"
+    )
+    templates: list[str] = Field([], description="the face models with a template of the image")
+
+    @field_validator("templates", mode="before")
+    @classmethod
+    def template_models(cls, value: object) -> object:
+        # read from a ReferenceImage, the templates are rows: the list shows their models
+        if isinstance(value, list):
+            return [getattr(t, "model", t) for t in value]
+        return value
 
 
 class SubjectOut(Orm):
@@ -114,6 +132,53 @@ class SubjectOut(Orm):
 
 class WatchlistDetail(WatchlistOut):
     subject_list: list[SubjectOut]
+
+
+# A face model's name or alias as a person types it ("mobilefacenet", "dlib-resnet-v1"); which
+# names exist is the service's to say (GET /api/models): an unknown one is a 422 with the list.
+ModelName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=NO_NUL)
+]
+
+
+class ModelCardOut(BaseModel):
+    """What a force must know before it chooses a model (``openlfr.vision.models.ModelCard``)."""
+
+    title: str
+    source: str
+    licence: str
+    training_data: str
+    preprocessing: str
+    not_fit_for: str
+
+
+class ModelOut(BaseModel):
+    name: str = Field(description="the templates' tag")
+    aliases: list[str] = []
+    installed: bool
+    default: bool = Field(description="the model the service uses now when none is named")
+    embedding_size: int
+    chip_size: int
+    detector: str
+    landmarks: str
+    runtime: str
+    card: ModelCardOut
+
+
+class ReembedIn(BaseModel):
+    model: ModelName | None = Field(None, description="name or alias; default: the configured")
+
+
+class ReembedProblem(BaseModel):
+    image_id: int
+    why: str
+
+
+class ReembedOut(BaseModel):
+    model: str
+    embedded: int = Field(description="templates made")
+    already: int = Field(description="images that had one")
+    problems: list[ReembedProblem] = Field(description="images without a template of the model")
 
 
 class CameraIn(BaseModel):
@@ -138,6 +203,9 @@ class DeploymentCreate(BaseModel):
     equality_ref: Text = ""
     signage_confirmed: bool = False
     threshold_override_reason: Text | None = None
+    model: ModelName | None = Field(
+        None, description="face model, name or alias (GET /api/models); default: the configured"
+    )
 
 
 class CameraOut(Orm):
@@ -166,6 +234,7 @@ class DeploymentOut(Orm):
     ended_at: datetime | None
     end_reason: str | None
     snapshot_size: int | None
+    model: str | None = Field(None, description="the face model it searches with")
     suppress_no_match: bool
     area: str = ""
     dpia_ref: str = ""

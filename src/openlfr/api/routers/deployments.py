@@ -10,13 +10,14 @@ from sqlalchemy.orm import Session, selectinload
 
 from openlfr.api import roles
 from openlfr.api.deps import DbSession, allow
+from openlfr.api.routers.models import model_unit
 from openlfr.api.schemas import (
     DeploymentCreate,
     DeploymentOut,
     RowId,
 )
 from openlfr.governance import audit
-from openlfr.governance.authorisation import authorise_deployment
+from openlfr.governance.authorisation import authorise_deployment, deployment_model
 from openlfr.governance.policy import load_policy
 from openlfr.live.deployment import (
     DeploymentError,
@@ -56,6 +57,7 @@ def deployment_out(
     if counts is None:
         counts = _counts(session, [d.id])
     out = DeploymentOut.model_validate(d)
+    out.model = deployment_model(d)  # those planned before models had one searched with dlib
     out.faces_processed = sum(c.faces_processed for c in d.cameras)
     out.alerts, out.adjudicated = counts.get(d.id, (0, 0))
     if d.status == "running":
@@ -73,14 +75,25 @@ def list_all(session: DbSession, user: Reader) -> list[DeploymentOut]:
     return [deployment_out(session, d, counts) for d in rows]
 
 
-@router.post("", response_model=DeploymentOut, status_code=201)
+@router.post(
+    "",
+    response_model=DeploymentOut,
+    status_code=201,
+    responses={
+        409: {"description": "the face model is not installed"},
+        422: {"description": "a bad plan, or an unknown face model"},
+    },
+)
 def create(body: DeploymentCreate, session: DbSession, user: Officer) -> DeploymentOut:
-    """Plan a deployment; the logged-in authorising officer is recorded as its author."""
+    """Plan a deployment; the logged-in authorising officer is recorded as its author. Its face
+    model (``model``, default the configured one) is fixed now: the watchlist must hold that
+    model's templates when it starts."""
     names = [c.name for c in body.cameras]
     if len(set(names)) != len(names):
         raise HTTPException(422, "camera names must be unique within a deployment")
+    model = model_unit(body.model).name
     try:
-        deployment = _create(session, body, user)
+        deployment = _create(session, body, user, model)
     except DeploymentError as exc:  # a bad plan, not a conflict with the current state
         raise HTTPException(422, str(exc)) from exc
     deployment.suppress_no_match = body.suppress_no_match
@@ -95,7 +108,7 @@ def create(body: DeploymentCreate, session: DbSession, user: Officer) -> Deploym
     return deployment_out(session, deployment)
 
 
-def _create(session: Session, body: DeploymentCreate, user: User) -> Deployment:
+def _create(session: Session, body: DeploymentCreate, user: User, model: str) -> Deployment:
     return create_deployment(
         session,
         name=body.name,
@@ -112,6 +125,7 @@ def _create(session: Session, body: DeploymentCreate, user: User) -> Deployment:
         equality_ref=body.equality_ref,
         signage_confirmed=body.signage_confirmed,
         threshold_override_reason=body.threshold_override_reason,
+        model=model,
     )
 
 
@@ -131,11 +145,22 @@ def status(deployment_id: RowId, session: DbSession, user: Reader) -> Deployment
     return deployment_out(session, get_deployment(session, deployment_id))
 
 
-@router.post("/{deployment_id}/start", response_model=DeploymentOut, status_code=202)
+@router.post(
+    "/{deployment_id}/start",
+    response_model=DeploymentOut,
+    status_code=202,
+    responses={
+        409: {
+            "description": "not startable now: not authorised, outside its window, no current "
+            "subject, or current subjects without templates of its face model (re-embed them)"
+        }
+    },
+)
 def start(
     deployment_id: RowId, request: Request, session: DbSession, user: Officer
 ) -> DeploymentOut:
-    """Freeze the watchlist and run the cameras in this server until the end or a stop."""
+    """Freeze the watchlist (its templates of the deployment's face model) and run the cameras
+    in this server until the end or a stop."""
     get_deployment(session, deployment_id)  # 404 before anything starts
     request.app.state.runner.start(deployment_id)
     audit.append(

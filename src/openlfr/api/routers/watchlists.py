@@ -12,9 +12,13 @@ from sqlalchemy import func, select
 from openlfr.api import roles
 from openlfr.api.deps import DbSession, allow
 from openlfr.api.limits import max_upload_bytes
+from openlfr.api.routers.models import configured_model_name, model_unit
 from openlfr.api.schemas import (
     ImageOut,
     Purpose,
+    ReembedIn,
+    ReembedOut,
+    ReembedProblem,
     RowId,
     SafeName,
     SubjectCreate,
@@ -35,6 +39,7 @@ from openlfr.store.watchlists import (
     get_subject,
     get_watchlist,
     list_watchlists,
+    reembed_watchlist,
     remove_subject,
 )
 
@@ -54,19 +59,24 @@ def _summary(session: DbSession, watchlist: Watchlist) -> dict:
     }
 
 
-def _subject_out(subject: Subject) -> SubjectOut:
+def _image_out(image: ReferenceImage, model: str | None) -> ImageOut:
+    """An image's metadata: which models have a template of it, and the quality as measured
+    for ``model`` (the configured one), else by whichever model has a template."""
+    template = (image.template_for(model) if model else None) or next(iter(image.templates), None)
+    return ImageOut(
+        id=image.id,
+        filename=image.filename,
+        sha256=image.sha256,
+        width=image.width,
+        height=image.height,
+        quality_score=template.quality_score if template else None,
+        templates=[t.model for t in image.templates],
+    )
+
+
+def _subject_out(subject: Subject, model: str | None = None) -> SubjectOut:
     out = SubjectOut.model_validate(subject)
-    out.images = [
-        ImageOut(
-            id=i.id,
-            filename=i.filename,
-            sha256=i.sha256,
-            width=i.width,
-            height=i.height,
-            quality_score=i.template.quality_score if i.template else None,
-        )
-        for i in subject.images
-    ]
+    out.images = [_image_out(i, model) for i in subject.images]
     return out
 
 
@@ -107,9 +117,10 @@ def create(body: WatchlistCreate, session: DbSession, user: Manager) -> dict:
 def show(name: str, session: DbSession, user: Reader) -> WatchlistDetail:
     """A watchlist with its subjects and their images' metadata (not the images)."""
     watchlist = get_watchlist(session, name)
+    model = configured_model_name()
     return WatchlistDetail(
         **_summary(session, watchlist),
-        subject_list=[_subject_out(s) for s in watchlist.subjects],
+        subject_list=[_subject_out(s, model) for s in watchlist.subjects],
     )
 
 
@@ -145,7 +156,7 @@ def enrol_subject(name: str, body: SubjectCreate, session: DbSession, user: Mana
         purpose=_why(subject)[:500],
     )
     session.commit()
-    return _subject_out(subject)
+    return _subject_out(subject, configured_model_name())
 
 
 @router.delete("/{name}/subjects/{subject}", status_code=204)
@@ -167,7 +178,11 @@ def delete_subject(name: str, subject: str, session: DbSession, user: Manager) -
     "/{name}/subjects/{subject}/images",
     response_model=ImageOut,
     status_code=201,
-    responses={413: {"description": "too large"}, 422: {"description": "not a usable image"}},
+    responses={
+        409: {"description": "already enrolled, or the configured face model is not installed"},
+        413: {"description": "too large"},
+        422: {"description": "not a usable image"},
+    },
 )
 def upload_image(
     name: str,
@@ -176,12 +191,14 @@ def upload_image(
     user: Manager,
     file: Annotated[UploadFile, File(description="JPEG or PNG showing exactly one face")],
 ) -> ImageOut:
-    """Enrol a reference image: exactly one face, kept whole, with its template."""
+    """Enrol a reference image: exactly one face, kept whole, with the configured face model's
+    template (``POST /api/watchlists/{name}/re-embed`` adds another model's later)."""
     from openlfr.vision import find_faces
     from openlfr.vision.image import load_image
 
     watchlist = get_watchlist(session, name)
     record = _subject(session, watchlist, subject)
+    unit = model_unit()
     limit = max_upload_bytes()
     content = file.file.read(limit + 1)
     if len(content) > limit:
@@ -192,7 +209,7 @@ def upload_image(
     try:
         rgb = load_image(content)
         height, width = rgb.shape[:2]
-        faces = find_faces(rgb, upsample=1)
+        faces = find_faces(rgb, model=unit, upsample=1)
     except ImageError as exc:
         raise HTTPException(422, f"not a readable image: {exc}") from exc
     if len(faces) != 1:
@@ -219,13 +236,41 @@ def upload_image(
         purpose=_why(record)[:500],
     )
     session.commit()
-    return ImageOut(
-        id=image.id,
-        filename=image.filename,
-        sha256=image.sha256,
-        width=width,
-        height=height,
-        quality_score=faces[0].quality.score,
+    return _image_out(image, unit.name)
+
+
+@router.post(
+    "/{name}/re-embed",
+    response_model=ReembedOut,
+    responses={
+        409: {"description": "the face model is not installed"},
+        422: {"description": "unknown face model"},
+    },
+)
+def reembed(
+    name: str, session: DbSession, user: Manager, body: ReembedIn | None = None
+) -> ReembedOut:
+    """Make a face model's templates (default: the configured model) from the reference images
+    already kept, for every image that lacks one: a new model without collecting the photos
+    again. Audited with the count, as the command line's 'openlfr watchlist re-embed'. Each
+    subject's templates are committed as they are made: a refused image is listed, not fatal,
+    and a second call makes only what is still missing."""
+    watchlist = get_watchlist(session, name)
+    unit = model_unit(body.model if body else None)
+    report = reembed_watchlist(session, watchlist, unit)
+    audit.append(
+        session,
+        actor=user.name,
+        action="re-embed",
+        obj=f"watchlist:{watchlist.name}:model={unit.name}:templates={report.embedded}",
+        purpose="new face model: templates from the kept reference images",
+    )
+    session.commit()
+    return ReembedOut(
+        model=report.model,
+        embedded=report.embedded,
+        already=report.already,
+        problems=[ReembedProblem(image_id=i, why=why) for i, why in report.problems],
     )
 
 

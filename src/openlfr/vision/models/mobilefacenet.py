@@ -64,7 +64,8 @@ MTCNN_FILES = ("pnet.onnx", "rnet.onnx", "onet.onnx")
 # MTCNN's smallest face searched for, by the detector's ``upsample`` setting: 20 px finds what
 # HOG finds upsampled once and more; 40 px keeps a 960x540 frame near HOG's time (docs/models.md).
 MTCNN_MIN_FACE = {0: 40, 1: 20}
-MAX_BATCH = 32
+# Slices of 8: faster per face than 32 on a CPU (32 chips overflow the caches; docs/models.md).
+MAX_BATCH = 8
 
 
 class MobileFaceNet(FaceModel):

@@ -54,6 +54,7 @@ function allowed(node) {
 
 function showLogin(message) {
   state.user = null;
+  state.models = null;
   if (state.source) state.source.close();
   clearInterval(state.timer);
   for (const s of document.querySelectorAll("main > section")) s.hidden = s.id !== "view-login";
@@ -105,7 +106,7 @@ function show(view) {
   const load = { alerts: loadQueue, deployments: loadBoard, watchlists: loadWatchlists, reports: loadReports,
     subjects: () => $("#subject-find-form [name=name]").focus(), audit: loadAudit, users: loadUsers }[view];
   load();
-  if (view === "deployments") state.timer = setInterval(loadBoard, 2000);
+  if (view === "deployments") { loadPlanForm(); state.timer = setInterval(loadBoard, 2000); }
 }
 
 for (const b of document.querySelectorAll("#nav button")) b.addEventListener("click", () => show(b.dataset.view));
@@ -232,6 +233,25 @@ document.addEventListener("keydown", (event) => {
   }
 });
 
+// --- face models ----------------------------------------------------------------------------
+
+// Which models the service has, which is the default now, and their cards: asked once a login.
+async function loadModels() {
+  if (!state.models) state.models = await api("/api/models");
+  return state.models;
+}
+
+function fillModelSelect(select, models) {
+  const chosen = select.value;
+  select.replaceChildren();
+  for (const m of models.filter((m) => m.installed)) {
+    const option = el("option", m.default ? `${m.name} (default)` : m.name, { value: m.name, title: m.card.title });
+    option.defaultSelected = m.default; // what the form's reset goes back to
+    select.append(option);
+  }
+  if (chosen && models.some((m) => m.installed && m.name === chosen)) select.value = chosen;
+}
+
 // --- deployment board -----------------------------------------------------------------------
 
 function left(seconds) {
@@ -253,10 +273,42 @@ async function loadBoard() {
       if (d.status === "running") actions.append(action("Stop", () => postJson(`/api/deployments/${d.id}/stop`, {})));
     }
     const status = d.status + (d.end_reason ? ` (${d.end_reason})` : "");
-    body.append(row([d.id, d.name, d.location, d.watchlist_name, status, left(d.seconds_left),
+    body.append(row([d.id, d.name, d.location, d.watchlist_name, d.model || "", status, left(d.seconds_left),
       d.faces_processed, d.alerts, d.adjudicated, actions]));
   }
 }
+
+async function loadPlanForm() {
+  if (state.user.role !== "authorising-officer") return;
+  let lists, models;
+  try { [lists, models] = await Promise.all([api("/api/watchlists"), loadModels()]); } catch (error) { say(error.message, true); return; }
+  const watchlist = $("#plan-form [name=watchlist]");
+  const chosen = watchlist.value;
+  watchlist.replaceChildren(...lists.map((w) => el("option", `${w.name} (${w.subjects} subjects)`, { value: w.name })));
+  if (lists.some((w) => w.name === chosen)) watchlist.value = chosen;
+  fillModelSelect($("#plan-form [name=model]"), models);
+}
+
+$("#plan-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const utc = (local) => (local ? new Date(local).toISOString() : null); // datetime-local is local time
+  const text = (name) => form.get(name).trim();
+  const body = { name: text("name"), location: text("location"), area: text("area"), reason: text("reason"),
+    watchlist: form.get("watchlist"), model: form.get("model") || null,
+    starts_at: utc(form.get("starts_at")), ends_at: utc(form.get("ends_at")),
+    cameras: [{ name: text("camera"), source: text("source") }],
+    threshold: form.get("threshold") === "" ? null : Number(form.get("threshold")),
+    threshold_override_reason: text("threshold_override_reason") || null,
+    dpia_ref: text("dpia_ref"), equality_ref: text("equality_ref"),
+    signage_confirmed: form.get("signage_confirmed") === "on", suppress_no_match: form.get("suppress_no_match") === "on" };
+  try {
+    const d = await postJson("/api/deployments", body);
+    event.target.reset();
+    say(`Planned deployment #${d.id} with ${d.model}: another authorising officer authorises it.`);
+    loadBoard();
+  } catch (error) { say(`Not planned: ${error.message}`, true); }
+});
 
 function action(label, run) {
   const button = el("button", label, { type: "button" });
@@ -286,14 +338,48 @@ async function loadWatchlists() {
 async function openWatchlist(name) {
   let w;
   try { w = await api(`/api/watchlists/${encodeURIComponent(name)}`); } catch (error) { say(error.message, true); return; }
+  if (state.watchlist !== name) $("#reembed-result").textContent = "";
   state.watchlist = name;
   $("#watchlist").hidden = false;
   $("#watchlist-title").textContent = w.description ? `${w.name}: ${w.description}` : w.name;
   const body = $("#subjects");
   body.replaceChildren();
+  const images = [];
   for (const s of w.subject_list) {
-    body.append(row([s.name, s.category, s.reason, s.added_by, s.expires_on || "", s.images.length]));
+    // per image, the face models that have a template of it (a model searches only its own)
+    const templates = s.images.map((i) => `#${i.id}: ${i.templates.join(", ") || "none"}`).join("; ");
+    body.append(row([s.name, s.category, s.reason, s.added_by, s.expires_on || "", s.images.length, templates]));
+    images.push(...s.images);
   }
+  if (state.user.role === "watchlist-manager") showReembed(name, images);
+}
+
+async function showReembed(name, images) {
+  let models;
+  try { models = await loadModels(); } catch (error) { say(error.message, true); return; }
+  const buttons = $("#reembed-buttons");
+  buttons.replaceChildren();
+  for (const m of models.filter((m) => m.installed)) {
+    const lacking = images.filter((i) => !i.templates.includes(m.name)).length;
+    const button = el("button", `Re-embed with ${m.name}`, { type: "button", "data-model": m.name,
+      title: `${lacking} of ${images.length} images have no ${m.name} template` });
+    button.addEventListener("click", () => reembed(name, m.name, button));
+    buttons.append(button);
+  }
+}
+
+async function reembed(name, model, button) {
+  button.disabled = true;
+  say(`Re-embedding ${name} with ${model}…`);
+  try {
+    const r = await postJson(`/api/watchlists/${encodeURIComponent(name)}/re-embed`, { model });
+    const counts = `${r.embedded} templates made, ${r.already} already there, ${r.problems.length} images without a face for this model`;
+    const problems = r.problems.map((p) => `image #${p.image_id}: ${p.why}`).join("; ");
+    $("#reembed-result").textContent = `${r.model}: ${counts}${problems ? ` (${problems})` : ""}.`;
+    say(`Re-embedded with ${r.model}: ${counts}.`, r.problems.length > 0);
+    await openWatchlist(name);
+  } catch (error) { say(`Not re-embedded: ${error.message}`, true); }
+  button.disabled = false;
 }
 
 $("#watchlist-form").addEventListener("submit", async (event) => {
