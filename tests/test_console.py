@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,8 @@ from sqlalchemy import select
 
 from openlfr.api import create_app
 from openlfr.api.roles import Role
-from openlfr.store.models import Adjudication, Alert, AuditEntry, Subject
+from openlfr.store.models import Adjudication, Alert, AuditEntry, Deployment, Subject, Template
+from openlfr.vision.models import _units, get_model
 
 CHROMIUM = os.environ.get("OPENLFR_CHROMIUM", "/usr/bin/chromium")
 DOCS_SHOTS = Path(__file__).resolve().parent.parent / "docs" / "console"
@@ -64,7 +66,7 @@ def _login(page, role: Role) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_reviewer_adjudicates_a_live_alert_by_keyboard(
-    browser, database_url, astronaut, tmp_path
+    browser, database_url, astronaut, tmp_path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     import httpx
 
@@ -73,7 +75,10 @@ def test_reviewer_adjudicates_a_live_alert_by_keyboard(
 
     store = service_store(database_url)
     scene = plan_deployment(store)
+    default = get_model().name  # the configured model: MobileFaceNet when installed
     face = astronaut[:300, 80:380].copy()
+    # enrolled while dlib was the configured model; the manager re-embeds below
+    monkeypatch.setenv("OPENLFR_MODEL", "dlib-resnet-v1")
     with LiveServer(create_app(store)) as server:
         manager = {"Authorization": f"Bearer {token_for(store, Role.WATCHLIST_MANAGER)}"}
         subject = {
@@ -89,6 +94,7 @@ def test_reviewer_adjudicates_a_live_alert_by_keyboard(
             files={"file": ("eileen.jpg", jpeg(face), "image/jpeg")},
             timeout=60,
         )
+        monkeypatch.delenv("OPENLFR_MODEL")
         context = browser.new_context(viewport={"width": 1280, "height": 800})
         page = context.new_page()
         page.goto(server.url)
@@ -122,11 +128,46 @@ def test_reviewer_adjudicates_a_live_alert_by_keyboard(
         _login(page, Role.AUTHORISING_OFFICER)
         page.click("#nav [data-view=deployments]")
         page.wait_for_selector("#board tr td:has-text('Test op')")
+        board = page.locator("#board tr").first.locator("td").all_inner_texts()
+        assert board[3:5] == ["demo", default]  # watchlist, then the model it searches with
+        # plan one: the model select holds the installed models, the default chosen
+        page.click("#plan summary")
+        page.wait_for_selector("#plan-form [name=watchlist] option[value=demo]", state="attached")
+        options = page.locator("#plan-form [name=model] option").evaluate_all(
+            "options => options.map(o => o.value)"
+        )
+        assert options == [n for n, unit in _units().items() if unit.installed()]
+        assert page.input_value("#plan-form [name=model]") == default
+        page.fill("#plan-form [name=name]", "Console op")
+        page.fill("#plan-form [name=location]", "High Street")
+        page.fill("#plan-form [name=reason]", "why here, why now")
+        ends = (datetime.now() + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M")  # local time
+        page.fill("#plan-form [name=ends_at]", ends)
+        page.fill("#plan-form [name=source]", "/dev/null")
+        page.select_option("#plan-form [name=model]", "dlib-resnet-v1")
+        page.click("#plan-form button[type=submit]")
+        page.wait_for_selector("#status:has-text('Planned deployment')")
+        page.wait_for_selector("#board tr td:has-text('Console op')")
+        assert page.input_value("#plan-form [name=model]") == default  # the form is reset
         page.screenshot(path=str(shots / "deployments.png"))
         page.click("#nav [data-view=watchlists]")
         page.click("#watchlists button")
         page.wait_for_selector("#subjects td:has-text('eileen')")
-        page.screenshot(path=str(shots / "watchlists.png"))
+        assert page.locator("#reembed").is_hidden()  # the watchlist manager's
+        page.click("#logout")
+        page.wait_for_selector("#login-form:visible")
+
+        # the watchlist manager sees which models have templates, and re-embeds
+        _login(page, Role.WATCHLIST_MANAGER)
+        page.click("#nav [data-view=watchlists]")
+        page.click("#watchlists button")
+        page.wait_for_selector("#subjects td:has-text('dlib-resnet-v1')")
+        page.click(f"#reembed-buttons button:has-text('Re-embed with {default}')")
+        made = 0 if default == "dlib-resnet-v1" else 1
+        page.wait_for_selector(f"#reembed-result:has-text('{made} templates made')")
+        if made:
+            page.wait_for_selector(f"#subjects td:has-text('dlib-resnet-v1, {default}')")
+        page.screenshot(path=str(shots / "watchlists.png"), full_page=True)
         context.close()
     with store() as session:
         adjudication = session.scalar(select(Adjudication))
@@ -141,6 +182,13 @@ def test_reviewer_adjudicates_a_live_alert_by_keyboard(
             f"alert:{alert_id}:probe",
             f"alert:{alert_id}:reference",
         }
+        planned = session.scalar(select(Deployment).where(Deployment.name == "Console op"))
+        assert planned.model == "dlib-resnet-v1" and planned.location == "High Street"
+        assert sorted(t.model for t in session.scalars(select(Template))) == sorted(
+            {"dlib-resnet-v1", default}
+        )
+        reembeds = session.scalars(select(AuditEntry).where(AuditEntry.action == "re-embed")).all()
+        assert [e.object for e in reembeds] == [f"watchlist:demo:model={default}:templates={made}"]
 
 
 def test_reports_and_subject_rights_screens(browser, database_url, astronaut, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -174,6 +174,13 @@ def calibrate(
     ] = 0.001,
     upsample: Annotated[int, typer.Option(help="Detector upsampling for small faces.")] = 1,
     model: ModelOption = None,
+    relabel: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Correct a label error: IDENTITY=IDENTITY (one person in two folders) or "
+            "IMAGE=IDENTITY (a photo in the wrong folder); repeat.",
+        ),
+    ] = None,
     output: Annotated[
         Path | None, typer.Option(help="Write the model's calibration file here.")
     ] = None,
@@ -203,6 +210,7 @@ def calibrate(
     from openlfr.evaluation.calibrate import SIZES
     from openlfr.evaluation.calibrate import calibrate as run_calibration
     from openlfr.evaluation.datasets import identity_folders
+    from openlfr.evaluation.datasets import relabel as apply_relabels
     from openlfr.vision.batch import list_images
     from openlfr.vision.models.calibration import (
         load_calibration,
@@ -211,7 +219,10 @@ def calibrate(
     )
 
     unit = _model(model)
-    people = identity_folders(mated)
+    try:
+        people = apply_relabels(identity_folders(mated), relabel or [])
+    except OpenLFRError as exc:
+        raise _fail(exc) from exc
     stranger_paths = list_images(strangers or [])
     paths = [p for images in people.values() for p in images] + stranger_paths
     faces = _embed_with_progress(paths, "embedding", False, upsample, unit)
@@ -233,10 +244,12 @@ def calibrate(
         thresholds=result.thresholds,
         priors={},
         method=(
-            f"openlfr calibrate --mated {mated} "
-            + " ".join(f"--strangers {s}" for s in strangers or [])
-            + f" --model {unit.name}: per-probe impostor fits of {result.probes} probes "
-            f"against {result.identities} identities"
+            f"openlfr calibrate --mated {mated.name} "
+            + "".join(f"--relabel {r} " for r in relabel or [])
+            + "".join(f"--strangers {s.name} " for s in strangers or [])
+            + f"--model {unit.name}: cosine; each of {result.probes} probes' scores against "
+            f"the {result.identities} identities it is not, resampled; measured up to "
+            f"{result.measured_up_to} subjects, extrapolated beyond (docs/calibration.md)"
         ),
     )
     summary = result.as_dict()

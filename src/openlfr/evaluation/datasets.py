@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from openlfr.config import data_dir
+from openlfr.errors import OpenLFRError
 from openlfr.evaluation.cache import EmbeddingCache, analyse_cached
 from openlfr.vision.batch import ImageResult, list_images
 from openlfr.vision.faces import Face
@@ -20,6 +21,27 @@ def identity_folders(root: Path) -> dict[str, list[Path]]:
         if images:
             people[folder.name] = images
     return people
+
+
+def relabel(people: dict[str, list[Path]], fixes: list[str]) -> dict[str, list[Path]]:
+    """Identity folders with label errors corrected: each fix is ``SOURCE=IDENTITY``, where
+    SOURCE is an identity (all its images move: two folders of one person) or an image file
+    name inside one (that image moves). A name that matches nothing is an error."""
+    fixed = {name: list(images) for name, images in people.items()}
+    for fix in fixes:
+        source, _, target = fix.partition("=")
+        if not target or target not in fixed:
+            raise OpenLFRError(f"--relabel {fix!r}: use SOURCE=IDENTITY, an identity that exists")
+        if source in fixed:
+            fixed[target] = sorted(fixed[target] + fixed.pop(source))
+            continue
+        found = [(n, p) for n, images in fixed.items() for p in images if p.name == source]
+        if len(found) != 1:
+            raise OpenLFRError(f"--relabel {fix!r}: {source!r} names no identity or single image")
+        name, path = found[0]
+        fixed[name].remove(path)
+        fixed[target] = sorted(fixed[target] + [path])
+    return {name: images for name, images in fixed.items() if images}
 
 
 def default_cache() -> EmbeddingCache:
