@@ -29,7 +29,18 @@ from openlfr.evaluation.labels import Labels
 from openlfr.evaluation.openset import Protocol, SearchOutcomes
 
 ALPHA = 0.05
-SCAN = np.round(np.arange(1.0, 6.01, 0.1), 2)  # open-set scores of strangers rarely pass 6
+SCAN_POINTS = 51
+
+
+def scan_for(s: Searches) -> np.ndarray:
+    """Thresholds to scan, in the scores' own units (cosine for one model, another scale for
+    the next): from the strangers' median best score, where half alert, to their highest,
+    where none does."""
+    strangers = s.scores[~s.mated & np.isfinite(s.scores)]
+    if len(strangers) == 0:
+        return np.zeros(0)
+    low, high = np.quantile(strangers, [0.5, 1.0])
+    return np.round(np.linspace(low, high + 1e-4, SCAN_POINTS), 4)
 
 
 def person_groups(
@@ -89,13 +100,14 @@ def demographic_results(
     thresholds: list[float],
     *,
     default_threshold: float,
-    scan: np.ndarray = SCAN,
+    scan: np.ndarray | None = None,
     alpha: float = ALPHA,
     bootstrap: int = 2000,
     seed: int = 0,
 ) -> dict:
     """Overall and per-group rates at ``thresholds``, differentials and the significance scan."""
-    thresholds = sorted({round(float(t), 2) for t in thresholds})
+    thresholds = sorted({round(float(t), 4) for t in thresholds})
+    scan = scan_for(s) if scan is None else scan
     result: dict = {
         "thresholds": thresholds,
         "default_threshold": default_threshold,

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from openlfr.evaluation.demographics import SCAN, det_points  # noqa: E402
+from openlfr.evaluation.demographics import det_points, scan_for  # noqa: E402
 from openlfr.evaluation.fairness import Searches, group_rates  # noqa: E402
 
 FLOOR = 1e-4  # log axes cannot show 0: rates of 0 are drawn at this floor and said so
@@ -65,7 +65,7 @@ def score_figure(s: Searches, marks: list[float], attribute: str | None = None) 
     each group (densities, so groups of different sizes compare)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
     finite = np.isfinite(s.scores)
-    bins = np.linspace(np.floor(s.scores[finite].min()), np.ceil(s.scores[finite].max()), 60)
+    bins = np.linspace(s.scores[finite].min(), s.scores[finite].max(), 60)
     if attribute is None:
         series = [
             ("mated, right person first", s.mated & s.correct),
@@ -109,7 +109,7 @@ def sweep_figure(
     fig, (top, bottom) = plt.subplots(
         2, 1, figsize=(6.4, 6.0), sharex=True, layout="constrained", height_ratios=[2, 1]
     )
-    grid = SCAN
+    grid = scan_for(s)
     rates = group_rates(s, attribute, grid, mated=False, bootstrap=500, seed=seed)
     for group, rows in rates.items():
         rate = np.array([r.rate for r in rows])
