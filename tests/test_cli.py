@@ -13,8 +13,10 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from openlfr.cli import app
+from openlfr.matching import default_threshold
 from openlfr.store.db import open_store
 from openlfr.store.models import AuditEntry
+from openlfr.vision.models import get_model
 
 runner = CliRunner()
 CAST = ["amy", "bernadette", "howard", "leonard", "penny", "raj", "sheldon", "stuart"]
@@ -90,9 +92,6 @@ def test_enrol_and_identify_people_from_other_photos(cast: tuple[Path, Path]) ->
     assert len({f["candidates"][0]["subject"] for f in group}) == len(group)
 
     # A lower threshold turns the best matches into alerts, and they name the right people.
-    from openlfr.matching import default_threshold
-    from openlfr.vision.models import get_model
-
     lower = str(round(default_threshold(8, get_model().name) - 0.1, 3))
     code, out, _ = _run(
         "search", "--watchlist", "cast", str(probes), "--jsonl", "--threshold", lower
@@ -227,7 +226,8 @@ def test_evaluate_on_identity_folders(cast: tuple[Path, Path], tmp_path: Path) -
             shutil.copy(probe, people / name)
     (people / "loner").mkdir()
     shutil.copy(probes / "group.jpg", people / "loner" / "only.jpg")
-    code, out, _ = _run("evaluate", str(people), "--json", "--threshold", "3.0")
+    lower = str(round(default_threshold(8, get_model().name) - 0.1, 3))
+    code, out, _ = _run("evaluate", str(people), "--json", "--threshold", lower)
     assert code == 0
     result = json.loads(out)
     assert result["watchlist_subjects"] == 8
@@ -235,5 +235,5 @@ def test_evaluate_on_identity_folders(cast: tuple[Path, Path], tmp_path: Path) -
     assert result["rank1_accuracy"] >= 0.9
     assert 0.5 <= result["tpir"] <= result["rank1_accuracy"]
     # Cached embeddings make the second run answer from the cache with the same figures.
-    code, out2, _ = _run("evaluate", str(people), "--json", "--threshold", "3.0")
+    code, out2, _ = _run("evaluate", str(people), "--json", "--threshold", lower)
     assert json.loads(out2) == result

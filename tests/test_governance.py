@@ -45,6 +45,7 @@ def _face(seed: int) -> Face:
         quality=Quality(10, 5.0, 100.0, 1.0, 0.0),
         chip=None,
         embedding=vector / np.linalg.norm(vector),
+        model="dlib-resnet-v1",  # 128-d like dlib's; these tests plan deployments for dlib
     )
 
 
@@ -93,6 +94,7 @@ def _plan(session: Session, **overrides) -> Deployment:  # type: ignore[no-untyp
         equality_ref="EIA-2026-07",
         signage_confirmed=True,
         policy=Policy(),
+        model="dlib-resnet-v1",
     )
     fields.update(overrides)
     return create_deployment(session, **fields)

@@ -153,20 +153,23 @@ def watchlist_show(name: str) -> None:
             "added by",
             "expires",
             "images",
-            "templates",
             title=f"watchlist {watchlist.name}",
         )
+        images, models = 0, {}  # templates per face model, over the whole list
         for s in watchlist.subjects:
             expiry = str(s.expires_on or "-") + (" (expired)" if s.expired() else "")
-            models: dict[str, int] = {}
+            table.add_row(s.name, s.category, s.reason, s.added_by, expiry, str(len(s.images)))
             for image in s.images:
+                images += 1
                 for t in image.templates:
                     models[t.model] = models.get(t.model, 0) + 1
-            templates = ", ".join(f"{m}: {n}" for m, n in sorted(models.items())) or "-"
-            table.add_row(
-                s.name, s.category, s.reason, s.added_by, expiry, str(len(s.images)), templates
-            )
     Console().print(table)
+    from openlfr.vision.models import model_names
+
+    for model in model_names():
+        count = models.get(model, 0)
+        hint = f": 'openlfr watchlist re-embed {name} --model {model}'" if count < images else ""
+        err.print(f"{model} templates: {count} of {images} images{hint}")
 
 
 @watchlist_app.command("re-embed")

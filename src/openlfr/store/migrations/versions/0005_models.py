@@ -50,17 +50,18 @@ def _rebuild(unique: tuple[str, ...]) -> None:
     op.create_index("ix_templates_model", "templates", ["model"])
 
 
+# The deployments column by plain ALTER TABLE, not batch mode (see 0004): a batch "recreate"
+# would drop deployments, and with foreign keys on that cascades to cameras and alerts.
+# Rebuilding templates is safe: no table refers to it.
 def upgrade() -> None:
     _rebuild(("image_id", "model"))
-    with op.batch_alter_table("deployments") as batch:
-        batch.add_column(sa.Column("model", sa.String(100), nullable=True))
+    op.add_column("deployments", sa.Column("model", sa.String(100), nullable=True))
     # Every deployment planned before this revision searched with dlib's model.
     op.execute("UPDATE deployments SET model = 'dlib-resnet-v1'")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("deployments") as batch:
-        batch.drop_column("model")
+    op.drop_column("deployments", "model")
     op.execute("DELETE FROM templates WHERE model <> 'dlib-resnet-v1'")
     op.drop_index("ix_templates_model", "templates")
     _rebuild(("image_id",))
