@@ -214,6 +214,7 @@ def calibrate(
     from openlfr.vision.batch import list_images
     from openlfr.vision.models.calibration import (
         load_calibration,
+        packaged_path,
         site_path,
         write_calibration,
     )
@@ -268,7 +269,9 @@ def calibrate(
     for size, value in result.thresholds.items():
         err.print(f"threshold [bold]{value}[/bold] for FPIR <= {target_fpir:g} at {size} subjects")
     for path in ([output] if output else []) + ([site_path(unit.name)] if write else []):
-        write_calibration(calibration, path)
+        # The shipped file keeps the figures its model card quotes; any other starts without.
+        shipped = path.resolve() == packaged_path(unit.name).resolve()
+        write_calibration(calibration if shipped else replace(calibration, figures={}), path)
         err.print(f"calibration of {unit.name} written to {path}")
     if print_threshold:
         print("\n".join(str(result.thresholds[s]) for s in sizes))
