@@ -166,7 +166,7 @@ def test_converted_model_is_cached_and_reverified(tmp_path: Path) -> None:
 def astronaut_chip() -> np.ndarray:
     from skimage import data
 
-    chip = find_faces(data.astronaut(), embed=False)[0].chip
+    chip = find_faces(data.astronaut(), model="dlib-resnet-v1", embed=False)[0].chip
     assert chip is not None
     return chip
 
@@ -278,7 +278,8 @@ def test_real_faces_onnx_equals_dlib(test_data: Path) -> None:
     paths = [p for d in sorted(root.iterdir()) if d.is_dir() for p in sorted(d.glob("*.jpg"))[:4]]
     # Detected and aligned on both cores; the workers also embed with ONNX, in forked
     # processes, which checks that each makes its own session.
-    faces = [f for r in analyse_files(paths, upsample=1, keep_chips=True) for f in r.faces]
+    found = analyse_files(paths, model="dlib-resnet-v1", upsample=1, keep_chips=True)
+    faces = [f for r in found for f in r.faces]
     chips = [f.chip for f in faces]
     assert len(chips) >= 500
     onnx_raw = raw_descriptors(chips, backend="onnx")

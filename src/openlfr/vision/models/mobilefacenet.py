@@ -86,9 +86,11 @@ class MobileFaceNet(FaceModel):
             self.landmarks = "MTCNN 5-point"
 
     def installed(self) -> bool:
+        """Its converted files are installed, and ONNX Runtime (its only runtime) imports."""
+        from openlfr.vision.backends import onnx_runtime_available
         from openlfr.vision.models.install import is_installed
 
-        return is_installed(PACKAGE_DIR)
+        return is_installed(PACKAGE_DIR) and onnx_runtime_available()
 
     def detect(self, rgb: np.ndarray, upsample: int = 1) -> list[Detection]:
         if self.detector == "mtcnn":
