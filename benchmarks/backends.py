@@ -4,7 +4,8 @@ the pass-by clip, with dlib's embedding and with ONNX Runtime's, in the same pro
     python benchmarks/backends.py [--data ../shared/data] [--skip-passby]
 
 The backend is switched through ``OPENLFR_EMBEDDING_BACKEND`` between runs; evaluation runs
-with ``--no-cache`` so that every face is detected and embedded again.
+with ``--no-cache`` so that every face is detected and embedded again. Both runs use dlib's
+model (``dlib-resnet-v1``), the one the backend setting chooses the runtime of.
 """
 
 from __future__ import annotations
@@ -25,10 +26,14 @@ import passby  # noqa: E402
 
 from openlfr.cli import app  # noqa: E402
 
+MODEL = "dlib-resnet-v1"
+
 
 def time_evaluate(folder: Path) -> float:
     started = time.monotonic()
-    result = CliRunner().invoke(app, ["evaluate", str(folder), "--no-cache", "--json"])
+    result = CliRunner().invoke(
+        app, ["evaluate", str(folder), "--no-cache", "--json", "--model", MODEL]
+    )
     if result.exit_code != 0:
         raise SystemExit(result.stderr)
     return time.monotonic() - started
@@ -45,12 +50,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "passby.mp4"
         if not args.skip_passby:
-            walkers, watchlist, _ = passby.build_clip(args.data, 40, 10, 0, clip)
+            built = passby.build_clip(args.data, 40, 10, 0, clip)
+            watchlist = passby.enrol(built, MODEL)
         for backend in ("dlib", "onnx"):
             os.environ["OPENLFR_EMBEDDING_BACKEND"] = backend
             evaluate_s = time_evaluate(args.data / "faces/celeba-dev")
             fps = (
-                passby.run_openlfr(clip, walkers, watchlist).fps
+                passby.run_openlfr(built, watchlist, MODEL).fps
                 if not args.skip_passby
                 else float("nan")
             )

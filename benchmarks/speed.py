@@ -5,12 +5,14 @@
 
 It runs, one after the other (each prints its own table with ratios):
 
-1. ``embedding.py``: faces/s at batch 1 and 32, dlib and ONNX Runtime;
+1. ``embedding.py``: faces/s at batch 1 and 32: dlib's ResNet on dlib and on ONNX Runtime,
+   MobileFaceNet (``mobilefacenet-v1``) as shipped and without the mirror image;
 2. ``detection.py``: ms per frame at 480p, 540p, 720p and 1080p for dlib's HOG, dlib's MMOD
    and the ONNX MMOD (fp32 and int8);
 3. ``backends.py``: ``openlfr evaluate`` on celeba-dev and the live pipeline's fps on the
    pass-by clip, with dlib's embedding (before) and ONNX Runtime's (after); needs the shared
-   data and is left out by ``--quick``.
+   data and is left out by ``--quick``. (``passby.py`` puts the two face models side by side
+   on that clip.)
 """
 
 from __future__ import annotations
