@@ -20,7 +20,8 @@ B  (confirmation, not tuned on) the threshold for each list's size applied to si
    150 enrolled, UTKFace and FairFace strangers).
 
 A variant is ``name[:option+option]``: ``nomirror`` (the chip alone, not summed with its
-mirror image), ``mtcnn`` (MTCNN's boxes and landmarks instead of HOG and dlib's 68 points).
+mirror image), ``mtcnn`` (MTCNN's boxes and landmarks instead of HOG and dlib's 68 points),
+``onet`` (HOG's boxes, MTCNN's O-Net landmarks on them).
 Embeddings come from the product's own pipeline (``largest_faces`` with the evaluation cache),
 so a second run takes seconds.
 """
@@ -73,7 +74,9 @@ def unit(spec: str):  # type: ignore[no-untyped-def]
     settings = {"mirror": "nomirror" not in options.split("+")}
     if "mtcnn" in options.split("+"):
         settings["detector"] = "mtcnn"
-    unknown = set(options.split("+")) - {"nomirror", "mtcnn"}
+    if "onet" in options.split("+"):  # MTCNN's O-Net points on HOG's boxes
+        settings["points"] = "mtcnn"
+    unknown = set(options.split("+")) - {"nomirror", "mtcnn", "onet"}
     if unknown:
         raise SystemExit(f"unknown variant {unknown}")
     return type(model)(**settings)

@@ -77,12 +77,19 @@ class MobileFaceNet(FaceModel):
     runtime = "ONNX Runtime"
     card = CARD
 
-    def __init__(self, *, mirror: bool = True, detector: str = "hog") -> None:
+    def __init__(self, *, mirror: bool = True, detector: str = "hog", points: str = "") -> None:
+        """The default: HOG boxes, dlib's 68 points. Measured variants: ``detector="mtcnn"``
+        (MTCNN's boxes and points), ``points="mtcnn"`` (MTCNN's O-Net points on HOG's boxes),
+        ``mirror=False`` (the chip alone)."""
         if detector not in ("hog", "mtcnn"):
             raise ValueError(f"{self.name} detects with 'hog' or 'mtcnn', not {detector!r}")
+        points = points or ("mtcnn" if detector == "mtcnn" else "dlib68")
+        if points not in ("dlib68", "mtcnn"):
+            raise ValueError(f"{self.name} aligns on 'dlib68' or 'mtcnn' points, not {points!r}")
         self.mirror = mirror
         self.detector = detector
-        if detector == "mtcnn":
+        self.points = points
+        if points == "mtcnn":
             self.landmarks = "MTCNN 5-point"
 
     def installed(self) -> bool:
@@ -98,7 +105,7 @@ class MobileFaceNet(FaceModel):
         return detect_faces(rgb, model="hog", upsample=upsample)
 
     def locate(self, rgb: np.ndarray, box: Detection) -> np.ndarray:
-        if self.detector == "mtcnn":
+        if self.points == "mtcnn":
             return _mtcnn(0).landmarks(rgb, box)
         return five_points_from_68(find_landmarks68(rgb, box))
 
