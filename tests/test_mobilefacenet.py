@@ -76,6 +76,19 @@ def test_the_default_model_is_mobilefacenet_once_installed(astronaut: np.ndarray
     assert float(face.embedding @ mirrored.embedding) > 0.9
 
 
+def test_the_measured_variants_locate_the_same_face(astronaut: np.ndarray) -> None:
+    from openlfr.vision.models.mobilefacenet import MobileFaceNet
+
+    default = find_faces(astronaut)[0]
+    for variant in (MobileFaceNet(points="mtcnn"), MobileFaceNet(detector="mtcnn")):
+        face = find_faces(astronaut, model=variant)[0]
+        # Eye centres, nose tip, mouth corners: within a few pixels of dlib's 68 points' five.
+        assert np.abs(face.landmarks - default.landmarks).max() < 5, variant
+        assert float(face.embedding @ default.embedding) > 0.9
+    with pytest.raises(ValueError, match="aligns on"):
+        MobileFaceNet(points="magic")
+
+
 def test_enrol_and_find_people_with_mobilefacenet(cast: tuple[Path, Path]) -> None:
     people, probes = cast
     _import("cast", people)
