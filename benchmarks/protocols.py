@@ -189,7 +189,7 @@ def calibrate_from(emb: dict, model: str) -> CalibrationResult:
     return calibrate(identities, model=model, sizes=SIZES, target_fpir=TARGET)
 
 
-def impostor_fits_of(emb: dict) -> ImpostorScores:
+def impostor_scores_of(emb: dict) -> ImpostorScores:
     """``openlfr calibrate --mated celeba-dev``'s scores: each photo against the other 149."""
     celeba: dict[str, list[Path]] = emb["celeba"]
     faces: dict[Path, Face | None] = emb["faces"]
@@ -288,12 +288,12 @@ def main() -> int:
         rng = np.random.default_rng(0)
         small = protocol_a(emb, rng, pad_to=None)
         padded = protocol_a(emb, rng, pad_to=1000)
-        fits = impostor_fits_of(emb)
+        impostors = impostor_scores_of(emb)
         table = calibrate_from(emb, model.name).thresholds  # what the shipped file holds
-        t75, t1000 = fits.threshold(75, TARGET), table[1000]
+        t75, t1000 = impostors.threshold(75, TARGET), table[1000]
         check = {
             "list_75_threshold": t75,
-            "list_75_modelled_fpir": round(fits.fpir(t75, 75), 5),
+            "list_75_modelled_fpir": round(impostors.fpir(t75, 75), 5),
             "list_75_empirical_fpir": round(rates(small["cosine"], t75)[1], 5),
             "list_75_tpir": round(rates(small["cosine"], t75)[0], 4),
             "list_1000_threshold": t1000,

@@ -51,31 +51,15 @@ def models_install(
         raise typer.Exit(1) from exc
 
 
-def _current_default() -> str | None:
-    """The model a command uses when none is named: $OPENLFR_MODEL, else the best installed."""
-    from openlfr.vision.models import canonical_name, default_model_name
-
-    try:
-        return canonical_name(os.environ.get("OPENLFR_MODEL") or default_model_name())
-    except OpenLFRError:
-        return None
-
-
-def _aliases(name: str) -> list[str]:
-    from openlfr.vision.models import ALIASES
-
-    return sorted(alias for alias, full in ALIASES.items() if full == name)
-
-
 @models_app.command("list")
 def models_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Every face model: installed or not, the default now, runtime, size, source, licence."""
     from openlfr.vision.models import _units as units
-    from openlfr.vision.models import model_names
+    from openlfr.vision.models import aliases, listed_default, model_names
 
-    default = _current_default()
+    default = listed_default()
     rows = []
     for name in model_names():
         unit = units()[name]
@@ -83,7 +67,7 @@ def models_list(
         rows.append(
             {
                 "name": name,
-                "aliases": _aliases(name),
+                "aliases": aliases(name),
                 "installed": installed,
                 "default": name == default,
                 "runtime": unit.runtime,
@@ -178,7 +162,7 @@ def models_show(
     from dataclasses import asdict
 
     from openlfr.vision.models import _units as units
-    from openlfr.vision.models import canonical_name
+    from openlfr.vision.models import aliases, canonical_name, listed_default
 
     try:
         name = canonical_name(model)
@@ -188,9 +172,9 @@ def models_show(
     installed = unit.installed()
     record: dict[str, Any] = {
         "name": name,
-        "aliases": _aliases(name),
+        "aliases": aliases(name),
         "installed": installed,
-        "default": name == _current_default(),
+        "default": name == listed_default(),
         "card": asdict(unit.card),
         "embedding_size": unit.embedding_size,
         "chip_size": unit.chip_size,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -34,7 +35,7 @@ from openlfr.vision.faces import Face
 SIZES = (1, 3, 10, 30, 100, 300, 1000, 3000, 10_000, 100_000, 1_000_000)
 
 
-@dataclass
+@dataclass(eq=False)
 class ImpostorScores:
     """Each probe's similarities to the identities it is not (NaN where it is the identity)."""
 
@@ -49,16 +50,21 @@ class ImpostorScores:
     def std(self) -> np.ndarray:
         return np.nanstd(self.scores, axis=1)
 
+    @cached_property
+    def counts(self) -> np.ndarray:
+        """How many impostor scores each probe has (``m``)."""
+        return (~np.isnan(self.scores)).sum(axis=1).astype(np.float64)
+
     @property
     def list_limit(self) -> int:
         """The largest list the data measures: the fewest impostors any probe has."""
-        return int((~np.isnan(self.scores)).sum(axis=1).min())
+        return int(self.counts.min())
 
     def fpir(self, threshold: float, watchlist_size: int) -> float:
         n = float(watchlist_size)
         if n > self.list_limit:
             raise ValueError(f"{watchlist_size} subjects: the data measures {self.list_limit}")
-        m = (~np.isnan(self.scores)).sum(axis=1).astype(np.float64)
+        m = self.counts
         k = (self.scores >= threshold).sum(axis=1).astype(np.float64)
         # P(none of n drawn without replacement reaches t) = C(m - k, n) / C(m, n)
         log_none = (
@@ -90,10 +96,9 @@ def impostor_scores(
 ) -> ImpostorScores:
     """The impostor scores of every face of ``identities`` (against the other identities'
     first faces) and of every stranger (against all of them)."""
-    names = [n for n, faces in identities.items() if any(f is not None for f in faces)]
+    names, templates = _templates(identities)
     if len(names) < 10:
         raise ValueError(f"calibration needs 10 or more identities with a face; got {len(names)}")
-    templates = np.stack([next(f for f in identities[n] if f is not None).embedding for n in names])
     probes, owner = [], []
     for k, name in enumerate(names):
         for face in identities[name]:
@@ -109,6 +114,13 @@ def impostor_scores(
     mine = np.array(owner)
     sim[rows[mine >= 0], mine[mine >= 0]] = np.nan
     return ImpostorScores(sim, len(names))
+
+
+def _templates(identities: dict[str, list[Face | None]]) -> tuple[list[str], np.ndarray]:
+    """The identities with a face, and each one's template: its first face."""
+    names = [n for n, faces in identities.items() if any(f is not None for f in faces)]
+    first = [next(f for f in identities[n] if f is not None).embedding for n in names]
+    return names, np.stack(first) if first else np.zeros((0, 0), np.float32)
 
 
 @dataclass
@@ -140,16 +152,17 @@ def calibrate(
 ) -> CalibrationResult:
     """Thresholds for each list size, as the module's docstring says, and the share of mated
     searches (each identity's other faces against its first) that reach each threshold."""
-    fits = impostor_scores(identities, strangers)
-    limit = fits.list_limit
-    thresholds = {int(n): fits.threshold(int(n), target_fpir) for n in sorted(sizes) if n <= limit}
-    top = fits.threshold(limit, target_fpir)
-    step = top - fits.threshold(max(limit // 10, 1), target_fpir)  # the last decade's rise
+    impostors = impostor_scores(identities, strangers)
+    limit = impostors.list_limit
+    thresholds = {
+        int(n): impostors.threshold(int(n), target_fpir) for n in sorted(sizes) if n <= limit
+    }
+    top = impostors.threshold(limit, target_fpir)
+    step = top - impostors.threshold(max(limit // 10, 1), target_fpir)  # the last decade's rise
     for n in sorted(sizes):
         if n > limit:
             thresholds[int(n)] = round(top + step * math.log10(n / limit), 3)
-    names = [n for n, faces in identities.items() if any(f is not None for f in faces)]
-    gallery = np.stack([next(f for f in identities[n] if f is not None).embedding for n in names])
+    names, gallery = _templates(identities)
     mated_sims, correct = [], []
     for k, name in enumerate(names):
         found = [f for f in identities[name] if f is not None]
@@ -165,10 +178,10 @@ def calibrate(
         model=model,
         target_fpir=target_fpir,
         thresholds=thresholds,
-        probes=len(fits.mean),
-        identities=fits.identities,
+        probes=len(impostors.scores),
+        identities=impostors.identities,
         measured_up_to=limit,
-        impostor_similarity_mean=round(float(fits.mean.mean()), 4),
-        impostor_similarity_std=round(float(np.sqrt((fits.std**2).mean())), 4),
+        impostor_similarity_mean=round(float(impostors.mean.mean()), 4),
+        impostor_similarity_std=round(float(np.sqrt((impostors.std**2).mean())), 4),
         tpir_at_threshold=tpir,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from typing import Annotated
 
@@ -14,11 +13,11 @@ from openlfr.api.schemas import ModelCardOut, ModelOut
 from openlfr.errors import ModelMissingError, OpenLFRError
 from openlfr.store.models import User
 from openlfr.vision.models import (
-    ALIASES,
     FaceModel,
+    aliases,
     canonical_name,
-    default_model_name,
     get_model,
+    listed_default,
     model_names,
 )
 from openlfr.vision.models import _units as units
@@ -30,15 +29,6 @@ Anyone = Annotated[User, Depends(allow(roles.MODEL_READ))]
 # state is not (409, with the message saying 'openlfr models install'). Not 503: nothing here
 # gets better by retrying, and a 5xx reads as the service failing.
 MODEL_MISSING = 409
-
-
-def configured_model_name() -> str | None:
-    """The model used when none is named ($OPENLFR_MODEL, else the best installed), installed
-    or not; None when $OPENLFR_MODEL names no known model."""
-    try:
-        return canonical_name(os.environ.get("OPENLFR_MODEL") or default_model_name())
-    except OpenLFRError:
-        return None
 
 
 def model_unit(name: str | None = None) -> FaceModel:
@@ -60,14 +50,14 @@ def model_unit(name: str | None = None) -> FaceModel:
 @router.get("", response_model=list[ModelOut])
 def list_models(user: Anyone) -> list[ModelOut]:
     """Every face model: installed here or not, the default now, and its card."""
-    default = configured_model_name()
+    default = listed_default()
     out = []
     for name in model_names():
         unit = units()[name]
         out.append(
             ModelOut(
                 name=name,
-                aliases=sorted(a for a, full in ALIASES.items() if full == name),
+                aliases=aliases(name),
                 installed=unit.installed(),
                 default=name == default,
                 embedding_size=unit.embedding_size,

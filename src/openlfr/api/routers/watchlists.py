@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from openlfr.api import roles
 from openlfr.api.deps import DbSession, allow
 from openlfr.api.limits import max_upload_bytes
-from openlfr.api.routers.models import configured_model_name, model_unit
+from openlfr.api.routers.models import model_unit
 from openlfr.api.schemas import (
     ImageOut,
     Purpose,
@@ -42,6 +42,7 @@ from openlfr.store.watchlists import (
     reembed_watchlist,
     remove_subject,
 )
+from openlfr.vision.models import listed_default
 
 router = APIRouter(prefix="/api/watchlists", tags=["watchlists"])
 Reader = Annotated[User, Depends(allow(roles.WATCHLIST_READ))]
@@ -117,7 +118,7 @@ def create(body: WatchlistCreate, session: DbSession, user: Manager) -> dict:
 def show(name: str, session: DbSession, user: Reader) -> WatchlistDetail:
     """A watchlist with its subjects and their images' metadata (not the images)."""
     watchlist = get_watchlist(session, name)
-    model = configured_model_name()
+    model = listed_default()
     return WatchlistDetail(
         **_summary(session, watchlist),
         subject_list=[_subject_out(s, model) for s in watchlist.subjects],
@@ -156,7 +157,7 @@ def enrol_subject(name: str, body: SubjectCreate, session: DbSession, user: Mana
         purpose=_why(subject)[:500],
     )
     session.commit()
-    return _subject_out(subject, configured_model_name())
+    return _subject_out(subject, listed_default())
 
 
 @router.delete("/{name}/subjects/{subject}", status_code=204)

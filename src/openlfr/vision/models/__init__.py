@@ -52,11 +52,30 @@ def canonical_name(name: str) -> str:
     return name
 
 
+def aliases(name: str) -> list[str]:
+    """The short names that stand for model ``name``."""
+    return sorted(alias for alias, full in ALIASES.items() if full == name)
+
+
+def configured_name() -> str:
+    """The model used when none is named: ``$OPENLFR_MODEL``, else ``default_model_name``;
+    an unknown name in ``$OPENLFR_MODEL`` is an error."""
+    return canonical_name(os.environ.get("OPENLFR_MODEL") or default_model_name())
+
+
+def listed_default() -> str | None:
+    """``configured_name()`` for listings: None when ``$OPENLFR_MODEL`` names no model."""
+    try:
+        return configured_name()
+    except OpenLFRError:
+        return None
+
+
 def get_model(name: str | None = None) -> FaceModel:
-    """The named model, or the configured one (``$OPENLFR_MODEL``, else ``default_model_name``).
+    """The named model, or the configured one (``configured_name``).
 
     A model that is named but not installed is an error that says how to install it."""
-    name = canonical_name(name or os.environ.get("OPENLFR_MODEL") or default_model_name())
+    name = canonical_name(name) if name else configured_name()
     unit = _units()[name]
     if not unit.installed():
         raise ModelMissingError(
@@ -89,8 +108,11 @@ __all__ = [
     "Landmarked",
     "ModelCard",
     "ModelMissingError",
+    "aliases",
     "canonical_name",
+    "configured_name",
     "default_model_name",
+    "listed_default",
     "get_model",
     "model_names",
 ]

@@ -71,16 +71,19 @@ def _read_manifest(directory: Path) -> dict | None:
     return manifest if isinstance(files, dict) and files else None
 
 
-def is_installed(package_dir: str) -> bool:
-    """Whether the package's manifest and every file it lists are there (no checksums: cheap)."""
-    directory = models_dir() / package_dir
-    manifest = _read_manifest(directory)
-    return manifest is not None and all((directory / f).is_file() for f in manifest["files"])
-
-
 def manifest(package_dir: str) -> dict | None:
-    """The installed package's manifest, or None when it is not installed."""
-    return _read_manifest(models_dir() / package_dir) if is_installed(package_dir) else None
+    """The installed package's manifest, or None when it or a file it lists is missing
+    (no checksums: cheap, called often)."""
+    directory = models_dir() / package_dir
+    record = _read_manifest(directory)
+    if record is None or not all((directory / f).is_file() for f in record["files"]):
+        return None
+    return record
+
+
+def is_installed(package_dir: str) -> bool:
+    """Whether the package's manifest and every file it lists are there."""
+    return manifest(package_dir) is not None
 
 
 # (path, size, mtime) of the files whose checksum this process has checked.
@@ -91,13 +94,13 @@ def installed_file(package_dir: str, filename: str) -> Path:
     """The path of an installed file, checked against the manifest's sha256 (once per process
     per file); a missing or damaged install is a ModelMissingError naming the command to run."""
     directory = models_dir() / package_dir
-    manifest = _read_manifest(directory) if is_installed(package_dir) else None
-    if manifest is None:
+    record = manifest(package_dir)
+    if record is None:
         raise ModelMissingError(
             f"{package_dir} is not installed in {models_dir()}: run '{INSTALL}' "
             f"(or, without network, {OFFLINE})"
         )
-    entry = manifest["files"].get(filename)
+    entry = record["files"].get(filename)
     if not isinstance(entry, dict) or "sha256" not in entry:
         raise ModelMissingError(
             f"{directory / MANIFEST} lists no {filename}: the install is from another "
