@@ -18,7 +18,7 @@ from service_support import (
     plan_deployment,
     user_name,
 )
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from openlfr.api.roles import Role
 from openlfr.governance.audit import verify_chain
@@ -447,11 +447,55 @@ def test_reembed_makes_the_missing_templates_once_and_unlocks_the_deployment(
             ("watchlist_manager", f"watchlist:demo:model={MOBILEFACENET}:templates={n}")
             for n in (2, 0)
         ]
+        # each subject's templates came with its own entry, in the same commit
+        per_subject = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "re-embed-subject")
+        ).all()
+        subject_ids = {session.get(ReferenceImage, i).subject_id for i in image_ids}
+        assert sorted(e.object for e in per_subject) == sorted(
+            f"watchlist:demo:subject-id:{s}:model={MOBILEFACENET}:templates=1" for s in subject_ids
+        )
         everything = session.scalars(select(AuditEntry)).all()
         assert not any(
             name in f"{e.object} {e.purpose}" for e in everything for name in ("eileen", "mirror")
         )
         assert verify_chain(session).ok
+
+
+def test_an_interrupted_reembed_keeps_its_templates_audited(
+    client, store, astronaut, monkeypatch
+) -> None:
+    from openlfr.store.watchlists import get_watchlist, reembed_watchlist
+
+    manager = login(client, Role.WATCHLIST_MANAGER)
+    monkeypatch.setenv("OPENLFR_MODEL", DLIB)
+    _two_subjects(client, manager, astronaut)
+    with store() as session:  # as if enrolled with another model: no dlib template yet
+        session.execute(delete(Template))
+        session.commit()
+    seen = []
+
+    def stop_after_one() -> None:
+        seen.append(1)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with store() as session:
+        watchlist = get_watchlist(session, "demo")
+        with pytest.raises(KeyboardInterrupt):
+            reembed_watchlist(
+                session, watchlist, get_model(DLIB), actor="m", on_image=stop_after_one
+            )
+    with store() as session:
+        first, second = get_watchlist(session, "demo").subjects
+        assert first.images[0].template_for(DLIB) is not None
+        assert second.images[0].template_for(DLIB) is None
+        entries = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "re-embed-subject")
+        ).all()
+        assert [e.object for e in entries] == [
+            f"watchlist:demo:subject-id:{first.id}:model={DLIB}:templates=1"
+        ]
 
 
 def test_unknown_model_is_422_and_a_model_not_installed_409(client, store, monkeypatch) -> None:

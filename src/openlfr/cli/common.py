@@ -61,13 +61,15 @@ def _session():  # type: ignore[no-untyped-def]
     return open_store()()
 
 
+def _actor() -> str:
+    """Who the command line acts as in the audit chain: ``cli:<the operating-system user>``."""
+    return f"cli:{getpass.getuser()}"
+
+
 def _audit(session, action: str, obj: str, purpose: str) -> None:  # type: ignore[no-untyped-def]
-    """Append to the audit chain as ``cli:<the operating-system user>``."""
     from openlfr.governance import audit
 
-    audit.append(
-        session, actor=f"cli:{getpass.getuser()}", action=action, obj=obj, purpose=purpose[:500]
-    )
+    audit.append(session, actor=_actor(), action=action, obj=obj, purpose=purpose[:500])
 
 
 def _watchlist_index(name: str, model: str | None = None):  # type: ignore[no-untyped-def]

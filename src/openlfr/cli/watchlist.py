@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from openlfr.cli.common import ModelOption, _audit, _fail, _model, _progress, _session, err
+from openlfr.cli.common import ModelOption, _actor, _audit, _fail, _model, _progress, _session, err
 from openlfr.errors import OpenLFRError
 
 watchlist_app = typer.Typer(
@@ -188,7 +188,11 @@ def watchlist_reembed(name: str, model: ModelOption = None) -> None:
         with _progress(total, f"re-embedding with {unit.name}") as progress:
             task = progress.add_task("re-embed", total=total)
             report = reembed_watchlist(
-                session, watchlist, unit, on_image=lambda: progress.advance(task)
+                session,
+                watchlist,
+                unit,
+                actor=_actor(),
+                on_image=lambda: progress.advance(task),
             )
         _audit(
             session,

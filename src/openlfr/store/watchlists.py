@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from openlfr.errors import NotFoundError, OpenLFRError, PolicyError
+from openlfr.governance import audit
 from openlfr.governance.policy import Policy
 from openlfr.store.models import ReferenceImage, Subject, Template, Watchlist
 from openlfr.vision.faces import Face
@@ -260,23 +261,36 @@ def reembed_watchlist(
     watchlist: Watchlist,
     model: FaceModel,
     *,
+    actor: str,
     on_image: Callable[[], None] | None = None,
 ) -> ReembedReport:
     """Make ``model``'s template for every kept reference image of the watchlist that lacks
     one, from the image itself (nobody collects photos again). The face meant is the one the
     existing template's box marks (the best overlap), else the only face found. Committed per
-    subject, so an interrupted run keeps what it did and can be run again."""
+    subject, with that subject's audit entry in the same transaction, so an interrupted run
+    keeps what it did, audited, and can be run again. The caller audits the run's total."""
     report = ReembedReport(model.name)
     for subject in watchlist.subjects:
+        made = 0
         for image in subject.images:
             if image.template_for(model.name) is not None:
                 report.already += 1
             elif (why := _reembed_image(image, model)) is not None:
                 report.problems.append((image.id, why))
             else:
-                report.embedded += 1
+                made += 1
             if on_image:
                 on_image()
+        if made:
+            audit.append(
+                session,
+                actor=actor,
+                action="re-embed-subject",
+                obj=f"watchlist:{watchlist.name}:subject-id:{subject.id}:model={model.name}"
+                f":templates={made}",
+                purpose="new face model: templates from the kept reference images",
+            )
+        report.embedded += made
         session.commit()
     return report
 

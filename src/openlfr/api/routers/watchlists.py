@@ -258,7 +258,7 @@ def reembed(
     and a second call makes only what is still missing."""
     watchlist = get_watchlist(session, name)
     unit = model_unit(body.model if body else None)
-    report = reembed_watchlist(session, watchlist, unit)
+    report = reembed_watchlist(session, watchlist, unit, actor=user.name)
     audit.append(
         session,
         actor=user.name,
