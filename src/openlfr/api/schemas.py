@@ -108,6 +108,9 @@ class ImageOut(Orm):
         None, description="the configured face model's template's quality (else another's)"
     )
     templates: list[str] = Field([], description="the face models with a template of the image")
+    face_box: list[int] | None = Field(
+        None, description="the enrolled face, [x1, y1, x2, y2]: the one meant when several show"
+    )
 
     @field_validator("templates", mode="before")
     @classmethod
@@ -402,3 +405,20 @@ class ErasureOut(BaseModel):
 
 
 LoginResponse.model_rebuild()
+
+
+class FaceBox(BaseModel):
+    box: list[int] = Field(description="[x1, y1, x2, y2] in the upright image")
+    eye_distance: float
+
+
+class FacesOut(BaseModel):
+    """The faces a photo shows, before it is enrolled, and which one each pick rule takes."""
+
+    width: int
+    height: int
+    faces: list[FaceBox]
+    picks: dict[str, int | None] = Field(
+        description="per rule (largest, centre), the index of the face it takes, or null"
+    )
+    reasons: dict[str, str] = Field(description="per rule that takes none, why")

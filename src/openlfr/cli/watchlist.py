@@ -13,6 +13,7 @@ from rich.table import Table
 
 from openlfr.cli.common import ModelOption, _actor, _audit, _fail, _model, _progress, _session, err
 from openlfr.errors import OpenLFRError
+from openlfr.vision.pick import Pick
 
 watchlist_app = typer.Typer(
     help="Create, enrol, inspect and prune watchlists.", no_args_is_help=True
@@ -58,11 +59,19 @@ def watchlist_import(
     upsample: Annotated[int, typer.Option(help="Detector upsampling for small faces.")] = 1,
     workers: Annotated[int | None, typer.Option(help="Processes (default: all cores).")] = None,
     model: ModelOption = None,
+    pick: Annotated[
+        Pick | None,
+        typer.Option(
+            help="For photos with several faces: the largest (at least 1.5x the next by eye "
+            "distance) or the centre one (at most half the next one's distance from the centre)."
+        ),
+    ] = None,
 ) -> None:
     """Enrol one subject per sub-folder of FOLDER (folder name = subject name), every image in it.
 
-    Images with no face or several faces are listed by name and not enrolled. The templates are
-    the face model's (--model); 'openlfr watchlist re-embed' adds another model's later.
+    Images with no face, or several faces of which --pick chooses none, are listed by name with
+    the reason and not enrolled. The templates are the face model's (--model); 'openlfr
+    watchlist re-embed' adds another model's later.
     """
     unit = _model(model)
     from openlfr.governance.policy import load_policy
@@ -98,6 +107,7 @@ def watchlist_import(
                 upsample=upsample,
                 workers=workers,
                 model=unit,
+                pick=pick,
                 on_image=lambda _: progress.advance(task),
             )
         except OpenLFRError as exc:

@@ -18,7 +18,9 @@ from openlfr.store.watchlists import (
     get_subject,
 )
 from openlfr.vision.batch import ImageResult, analyse_files, list_images
+from openlfr.vision.faces import Face
 from openlfr.vision.models import FaceModel
+from openlfr.vision.pick import Pick, pick_face
 
 
 @dataclass
@@ -30,15 +32,12 @@ class ImportReport:
     subjects_without_images: list[str] = field(default_factory=list)
 
 
-def problem_with(result: ImageResult) -> str | None:
-    """Why an image cannot be a reference image, or None when it can (exactly one face)."""
+def face_meant(result: ImageResult, pick: Pick | None = None) -> tuple[Face | None, str]:
+    """The face an image is enrolled for, or None and why it cannot be a reference image:
+    exactly one face, or the one ``pick`` says when it clearly dominates (``vision.pick``)."""
     if result.error:
-        return result.error
-    if not result.faces:
-        return "no face found"
-    if len(result.faces) > 1:
-        return f"{len(result.faces)} faces found: a reference image must show one person"
-    return None
+        return None, result.error
+    return pick_face(result.faces, result.width, result.height, pick)
 
 
 def import_folder(
@@ -51,9 +50,11 @@ def import_folder(
     upsample: int = 1,
     workers: int | None = None,
     model: FaceModel | str | None = None,
+    pick: Pick | None = None,
     on_image: Callable[[str], None] | None = None,
 ) -> ImportReport:
-    """Enrol every sub-folder of ``folder`` as a subject (its name the folder's name).
+    """Enrol every sub-folder of ``folder`` as a subject (its name the folder's name). An
+    image showing several faces is enrolled for the one ``pick`` chooses, if any.
 
     Each subject is committed with its images as one transaction: an interrupted import keeps
     the subjects it finished and can be run again (already enrolled images are recognised by
@@ -75,10 +76,11 @@ def import_folder(
         images = by_person.get(person.name, [])
         usable = []
         for path, result in images:
-            if (why := problem_with(result)) is not None:
+            face, why = face_meant(result, pick)
+            if face is None:
                 report.problems.append((str(path), why))
             else:
-                usable.append((path, result))
+                usable.append((path, result, face))
         if not usable:
             report.subjects_without_images.append(person.name)
             continue
@@ -87,7 +89,7 @@ def import_folder(
             subject = add_subject(session, watchlist, name=person.name, entry=entry, policy=policy)
             report.subjects_added.append(person.name)
         known = {image.sha256 for image in subject.images}
-        for path, result in usable:
+        for path, result, face in usable:
             content = path.read_bytes()
             if hashlib.sha256(content).hexdigest() in known:
                 report.already_enrolled.append(str(path))
@@ -97,7 +99,7 @@ def import_folder(
                 subject,
                 filename=path.name,
                 content=content,
-                face=result.faces[0],
+                face=face,
                 width=result.width,
                 height=result.height,
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import Response
 from sqlalchemy import func, select
 
@@ -14,6 +14,8 @@ from openlfr.api.deps import DbSession, allow
 from openlfr.api.limits import max_upload_bytes
 from openlfr.api.routers.models import model_unit
 from openlfr.api.schemas import (
+    FaceBox,
+    FacesOut,
     ImageOut,
     Purpose,
     ReembedIn,
@@ -42,7 +44,8 @@ from openlfr.store.watchlists import (
     reembed_watchlist,
     remove_subject,
 )
-from openlfr.vision.models import listed_default
+from openlfr.vision.models import FaceModel, listed_default
+from openlfr.vision.pick import Pick, eye_distance, pick_face
 
 router = APIRouter(prefix="/api/watchlists", tags=["watchlists"])
 Reader = Annotated[User, Depends(allow(roles.WATCHLIST_READ))]
@@ -72,6 +75,7 @@ def _image_out(image: ReferenceImage, model: str | None) -> ImageOut:
         height=image.height,
         quality_score=template.quality_score if template else None,
         templates=[t.model for t in image.templates],
+        face_box=template.box if template else None,
     )
 
 
@@ -175,6 +179,71 @@ def delete_subject(name: str, subject: str, session: DbSession, user: Manager) -
     session.commit()
 
 
+def _parse_box(box: str | None) -> list[int] | None:
+    if box is None:
+        return None
+    try:
+        numbers = [int(float(v)) for v in box.split(",")]
+    except ValueError:
+        numbers = []
+    if len(numbers) != 4 or numbers[2] <= numbers[0] or numbers[3] <= numbers[1]:
+        raise HTTPException(422, "box is 'x1,y1,x2,y2' with x2 > x1 and y2 > y1")
+    return numbers
+
+
+def _read_faces(file: UploadFile, unit: FaceModel) -> tuple[bytes, str, tuple[int, int], list]:
+    """An upload's bytes, safe file name, size and faces (held in memory only)."""
+    from openlfr.vision import find_faces
+    from openlfr.vision.image import load_image
+
+    limit = max_upload_bytes()
+    content = file.file.read(limit + 1)
+    if len(content) > limit:
+        raise HTTPException(413, f"image over the limit of {limit:,} bytes")
+    if not content:
+        raise HTTPException(422, "empty upload")
+    filename = (file.filename or "upload").replace("\\", "/").rsplit("/", 1)[-1][:200] or "upload"
+    try:
+        rgb = load_image(content)
+        height, width = rgb.shape[:2]
+        faces = find_faces(rgb, model=unit, upsample=1)
+    except ImageError as exc:
+        raise HTTPException(422, f"not a readable image: {exc}") from exc
+    return content, filename, (width, height), faces
+
+
+@router.post(
+    "/{name}/faces",
+    response_model=FacesOut,
+    responses={413: {"description": "too large"}, 422: {"description": "not a usable image"}},
+)
+def preview_faces(
+    name: str,
+    session: DbSession,
+    user: Manager,
+    file: Annotated[UploadFile, File(description="the photo about to be enrolled")],
+) -> FacesOut:
+    """The faces a photo shows and which one each pick rule would take, so that the manager can
+    choose before enrolling. Nothing is kept: the photo and its faces live in this request only,
+    as a probe's do, and nothing is audited because nothing is held."""
+    get_watchlist(session, name)
+    _, _, (width, height), faces = _read_faces(file, model_unit())
+    picks: dict[str, int | None] = {}
+    reasons: dict[str, str] = {}
+    for rule in Pick:
+        face, why = pick_face(faces, width, height, rule)
+        picks[rule.value] = next((i for i, f in enumerate(faces) if f is face), None)
+        if face is None:
+            reasons[rule.value] = why
+    return FacesOut(
+        width=width,
+        height=height,
+        faces=[FaceBox(box=f.box.as_list(), eye_distance=round(eye_distance(f), 1)) for f in faces],
+        picks=picks,
+        reasons=reasons,
+    )
+
+
 @router.post(
     "/{name}/subjects/{subject}/images",
     response_model=ImageOut,
@@ -190,33 +259,28 @@ def upload_image(
     subject: str,
     session: DbSession,
     user: Manager,
-    file: Annotated[UploadFile, File(description="JPEG or PNG showing exactly one face")],
+    file: Annotated[UploadFile, File(description="JPEG or PNG of the subject's face")],
+    pick: Annotated[
+        Pick | None,
+        Form(description="several faces: take the largest or the centre one, if it dominates"),
+    ] = None,
+    box: Annotated[
+        str | None,
+        Form(description="several faces: the one in this box, 'x1,y1,x2,y2' (the console's click)"),
+    ] = None,
 ) -> ImageOut:
-    """Enrol a reference image: exactly one face, kept whole, with the configured face model's
-    template (``POST /api/watchlists/{name}/re-embed`` adds another model's later)."""
-    from openlfr.vision import find_faces
-    from openlfr.vision.image import load_image
-
+    """Enrol a reference image, kept whole, with the configured face model's template of the
+    one face it shows, or of the face that ``pick`` or ``box`` says is meant (the template
+    records its box; ``POST .../faces`` shows the boxes first). ``POST
+    /api/watchlists/{name}/re-embed`` adds another model's template later."""
     watchlist = get_watchlist(session, name)
     record = _subject(session, watchlist, subject)
     unit = model_unit()
-    limit = max_upload_bytes()
-    content = file.file.read(limit + 1)
-    if len(content) > limit:
-        raise HTTPException(413, f"image over the limit of {limit:,} bytes")
-    if not content:
-        raise HTTPException(422, "empty upload")
-    filename = (file.filename or "upload").replace("\\", "/").rsplit("/", 1)[-1][:200] or "upload"
-    try:
-        rgb = load_image(content)
-        height, width = rgb.shape[:2]
-        faces = find_faces(rgb, model=unit, upsample=1)
-    except ImageError as exc:
-        raise HTTPException(422, f"not a readable image: {exc}") from exc
-    if len(faces) != 1:
-        raise HTTPException(
-            422, f"{len(faces)} faces found: a reference image must show exactly one person"
-        )
+    chosen = _parse_box(box)
+    content, filename, (width, height), faces = _read_faces(file, unit)
+    face, why = pick_face(faces, width, height, pick, chosen)
+    if face is None:
+        raise HTTPException(422, why)
     digest = hashlib.sha256(content).hexdigest()
     if any(i.sha256 == digest for i in record.images):
         raise HTTPException(409, "this image is already enrolled for this subject")
@@ -225,7 +289,7 @@ def upload_image(
         record,
         filename=filename,
         content=content,
-        face=faces[0],
+        face=face,
         width=width,
         height=height,
     )

@@ -1,0 +1,169 @@
+"""Choosing the face at enrolment (issue 14, point 3): a photo with a bystander is enrolled for
+the face meant only when it clearly dominates; otherwise it is refused with the reason."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from service_support import BASIS, jpeg
+from sqlalchemy import select
+from test_api import login
+from typer.testing import CliRunner
+
+from openlfr.api.roles import Role
+from openlfr.cli import app
+from openlfr.store.models import ReferenceImage
+from openlfr.vision.detect import Detection
+from openlfr.vision.faces import Face
+from openlfr.vision.pick import Pick, pick_face
+from openlfr.vision.quality import Quality
+
+DLIB = "dlib-resnet-v1"
+
+
+@pytest.fixture(autouse=True)
+def dlib_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENLFR_MODEL", DLIB)  # whatever is installed: the rules are geometric
+
+
+def _face(x: float, y: float, eyes: float) -> Face:
+    """A face whose eyes are ``eyes`` apart around (x, y), in dlib's 5-point order."""
+    half = eyes / 2
+    points = np.array(
+        [[x - half - 5, y], [x - half + 5, y], [x + half + 5, y], [x + half - 5, y], [x, y + eyes]],
+        np.float32,
+    )
+    box = Detection(int(x - eyes), int(y - eyes), int(x + eyes), int(y + 2 * eyes), 1.0)
+    return Face(box, points, Quality.__new__(Quality), None, model=DLIB)
+
+
+def test_largest_needs_one_and_a_half_times_the_next() -> None:
+    big, small = _face(300, 300, 60), _face(700, 100, 39)
+    assert pick_face([big, small], 1000, 800, Pick.LARGEST) == (big, "")
+    near = _face(700, 100, 41)  # 60 / 41 = 1.46: not clearly the one meant
+    face, why = pick_face([big, near], 1000, 800, Pick.LARGEST)
+    assert face is None and "1.46x" in why and "1.5x" in why
+    face, why = pick_face([big, small], 1000, 800)  # no rule: refused, as before, saying how
+    assert face is None and "2 faces found" in why and "pick" in why
+
+
+def test_centre_needs_half_the_next_distance_and_half_the_largest_size() -> None:
+    centre, edge = _face(500, 400, 40), _face(900, 100, 60)
+    assert pick_face([edge, centre], 1000, 800, Pick.CENTRE) == (centre, "")
+    off = _face(650, 400, 40)  # 150 px from the centre against the edge face's 500
+    assert pick_face([edge, off], 1000, 800, Pick.CENTRE) == (off, "")
+    far = _face(800, 400, 40)  # 300 against 500: not clearly at the centre
+    face, why = pick_face([edge, far], 1000, 800, Pick.CENTRE)
+    assert face is None and "centre" in why
+    tiny = _face(500, 400, 25)  # under half of the largest's 60
+    face, why = pick_face([edge, tiny], 1000, 800, Pick.CENTRE)
+    assert face is None and "half the size" in why
+
+
+def test_a_chosen_box_takes_the_face_it_overlaps() -> None:
+    big, small = _face(300, 300, 60), _face(700, 100, 20)
+    assert pick_face([big, small], 1000, 800, box=small.box.as_list()) == (small, "")
+    face, why = pick_face([big, small], 1000, 800, box=[0, 700, 50, 790])
+    assert face is None and "chosen box" in why
+
+
+def _with_bystander(astronaut: np.ndarray, bystander_scale: float) -> np.ndarray:
+    """The astronaut's face, and a smaller copy of it in the background's corner."""
+    face = astronaut[:300, 80:380]
+    canvas = np.full((700, 900, 3), 90, np.uint8)
+    canvas[200:500, 300:600] = face
+    small = cv2.resize(face, None, fx=bystander_scale, fy=bystander_scale)
+    canvas[20 : 20 + small.shape[0], 20 : 20 + small.shape[1]] = small
+    return canvas
+
+
+def _subject(client, manager) -> None:  # type: ignore[no-untyped-def]
+    assert client.post("/api/watchlists", headers=manager, json={"name": "wl"}).status_code == 201
+    body = {"name": "eileen", "category": "missing-at-risk", "reason": "test", **BASIS}
+    assert client.post("/api/watchlists/wl/subjects", headers=manager, json=body).status_code == 201
+
+
+def test_enrol_endpoint_picks_the_dominant_face_and_records_its_box(
+    client, store, astronaut
+) -> None:
+    manager = login(client, Role.WATCHLIST_MANAGER)
+    _subject(client, manager)
+    photo = jpeg(_with_bystander(astronaut, 0.45))
+    url = "/api/watchlists/wl/subjects/eileen/images"
+
+    preview = client.post(
+        "/api/watchlists/wl/faces", headers=manager, files={"file": ("p.jpg", photo)}
+    )
+    assert preview.status_code == 200, preview.text
+    shown = preview.json()
+    assert len(shown["faces"]) == 2 and shown["picks"]["largest"] == 0
+    assert shown["picks"]["centre"] == 0  # the big face is also at the centre
+    big = shown["faces"][0]["box"]
+    assert big[0] >= 250 and big[2] <= 650  # the face pasted at x 300-600
+
+    refused = client.post(url, headers=manager, files={"file": ("p.jpg", photo)})
+    assert refused.status_code == 422 and "2 faces found" in refused.json()["detail"]
+    taken = client.post(
+        url, headers=manager, files={"file": ("p.jpg", photo)}, data={"pick": "largest"}
+    )
+    assert taken.status_code == 201, taken.text
+    assert taken.json()["face_box"] == big
+    with store() as session:
+        image = session.scalar(select(ReferenceImage))
+        assert image.width == 900 and image.height == 700  # kept whole
+        assert image.templates[0].box == big
+
+    # a chosen box (the console's click) takes the bystander, a bad box is refused
+    tiny = shown["faces"][1]["box"]
+    again = client.post(
+        url,
+        headers=manager,
+        files={"file": ("q.jpg", jpeg(_with_bystander(astronaut, 0.45)[:, ::-1].copy()))},
+        data={"box": "1,2,3"},
+    )
+    assert again.status_code == 422 and "x1,y1,x2,y2" in again.json()["detail"]
+    other_bytes = _with_bystander(astronaut, 0.45)
+    other_bytes[-1, -1] = 0  # the same faces in a photo not yet enrolled
+    bystander = client.post(
+        url,
+        headers=manager,
+        files={"file": ("r.jpg", jpeg(other_bytes))},
+        data={"box": ",".join(map(str, tiny))},
+    )
+    assert bystander.status_code == 201, bystander.text
+    assert bystander.json()["face_box"] == tiny
+
+
+def test_enrol_endpoint_refuses_two_faces_of_a_size_with_the_reason(
+    client, store, astronaut
+) -> None:
+    manager = login(client, Role.WATCHLIST_MANAGER)
+    _subject(client, manager)
+    photo = jpeg(_with_bystander(astronaut, 0.9))
+    refused = client.post(
+        "/api/watchlists/wl/subjects/eileen/images",
+        headers=manager,
+        files={"file": ("p.jpg", photo)},
+        data={"pick": "largest"},
+    )
+    assert refused.status_code == 422, refused.text
+    assert "1.5x" in refused.json()["detail"]
+    with store() as session:
+        assert session.scalar(select(ReferenceImage)) is None
+
+
+def test_import_pick_largest_enrols_photos_with_a_bystander(tmp_path, astronaut) -> None:
+    person = tmp_path / "people" / "eileen"
+    person.mkdir(parents=True)
+    (person / "bystander.jpg").write_bytes(jpeg(_with_bystander(astronaut, 0.45)))
+    (person / "pair.jpg").write_bytes(jpeg(_with_bystander(astronaut, 0.9)))
+    runner = CliRunner()
+    assert runner.invoke(app, ["watchlist", "create", "wl"]).exit_code == 0
+    args = ["watchlist", "import", "wl", str(tmp_path / "people"), "--category", "missing-at-risk"]
+    args += ["--reason", "r", "--legal-basis", "l", "--authorised-by", "a", "--workers", "1"]
+    plain = runner.invoke(app, args)
+    assert plain.exit_code == 1 and "2 faces found" in plain.output
+    picked = runner.invoke(app, [*args, "--pick", "largest"])
+    assert picked.exit_code == 1  # the pair is still refused, and says why
+    assert "1 images enrolled" in picked.output and "1.5x" in picked.output
