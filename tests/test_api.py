@@ -20,7 +20,9 @@ from service_support import (
 )
 from sqlalchemy import delete, select
 
+from openlfr.api.auth import create_user
 from openlfr.api.roles import Role
+from openlfr.api.throttle import counters
 from openlfr.governance.audit import verify_chain
 from openlfr.store.models import (
     Adjudication,
@@ -47,7 +49,7 @@ def login(client: TestClient, role: Role) -> dict[str, str]:
     return {"Authorization": f"Bearer {response.json()['token']}"}
 
 
-def test_login_refuses_wrong_password_and_audits_both(client, store) -> None:
+def test_login_refuses_wrong_password_counts_it_and_audits_the_login(client, store) -> None:
     bad = client.post("/api/auth/login", json={"name": "reviewer", "password": "nope"})
     assert bad.status_code == 401
     headers = login(client, Role.REVIEWER)
@@ -55,7 +57,9 @@ def test_login_refuses_wrong_password_and_audits_both(client, store) -> None:
     assert me.json()["role"] == "reviewer"
     with store() as session:
         actions = [e.action for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
-    assert actions == ["login-refused", "login"]
+        # a refusal is counted, not chained (issue 15, finding 4: nobody floods the chain)
+        assert counters(session)["login-refused"] == 1
+    assert actions == ["login"]
 
 
 def test_logout_and_expiry_end_the_session(client, store, monkeypatch) -> None:
@@ -69,13 +73,27 @@ def test_logout_and_expiry_end_the_session(client, store, monkeypatch) -> None:
     assert expired.status_code == 401 and "expired" in expired.json()["detail"]
 
 
-def test_admin_manages_users_and_a_disabled_user_is_locked_out(client) -> None:
+def test_admin_manages_users_and_a_disabled_user_is_locked_out(client, store) -> None:
+    with store() as session:  # the two-person rule needs a second admin to approve
+        create_user(session, "admin2", Role.ADMIN, PASSWORD)
+        session.commit()
     admin = login(client, Role.ADMIN)
-    made = client.post(
-        "/api/users", headers=admin, json={"name": "rev2", "role": "reviewer", "password": "x" * 12}
+    made = client.post("/api/users", headers=admin, json={"name": "rev2", "role": "reviewer"})
+    assert made.status_code == 201 and made.json()["pending_role"] == "reviewer"
+    second = client.post("/api/auth/login", json={"name": "admin2", "password": PASSWORD}).json()
+    client.cookies.clear()
+    approved = client.post(
+        f"/api/users/{made.json()['id']}/approve",
+        headers={"Authorization": f"Bearer {second['token']}"},
     )
-    assert made.status_code == 201
+    assert approved.status_code == 200 and approved.json()["active"]
+    code = approved.json()["enrolment_code"]
+    enrol = {"name": "rev2", "code": code, "password": "short"}
+    assert client.post("/api/auth/enrol", json=enrol).status_code == 422
+    enrolled = client.post("/api/auth/enrol", json={**enrol, "password": "x" * 12})
+    assert enrolled.status_code == 200
     token = client.post("/api/auth/login", json={"name": "rev2", "password": "x" * 12}).json()
+    client.cookies.clear()
     rev2 = {"Authorization": f"Bearer {token['token']}"}
     assert client.get("/api/auth/me", headers=rev2).status_code == 200
     assert (
@@ -85,10 +103,6 @@ def test_admin_manages_users_and_a_disabled_user_is_locked_out(client) -> None:
         == 200
     )
     assert client.get("/api/auth/me", headers=rev2).status_code == 401
-    short = client.post(
-        "/api/users", headers=admin, json={"name": "r3", "role": "reviewer", "password": "short"}
-    )
-    assert short.status_code == 422
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from openlfr.api import docs
 from openlfr.api.limits import max_body_bytes
 from openlfr.api.live import AlertPoller, Broadcaster, DeploymentRunner
 from openlfr.api.routers import (
@@ -31,6 +32,7 @@ from openlfr.api.routers import (
     users,
     watchlists,
 )
+from openlfr.api.security import AccessLog, OriginCheck, SecurityHeaders
 from openlfr.errors import (
     ImageError,
     ModelMissingError,
@@ -45,7 +47,7 @@ STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 # Reachable without logging in: the console's static shell (no data in it), the published
 # OpenAPI description, and the login itself. Every other route names its roles.
 PUBLIC_PATHS = frozenset(
-    {"/", "/static", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/api/auth/login"}
+    {"/", "/static", "/openapi.json", "/docs", "/api/auth/login", "/api/auth/enrol"}
 )
 
 
@@ -171,6 +173,8 @@ def create_app(store: sessionmaker[Session] | None = None, *, poll_alerts: bool 
         "Every call but login needs a bearer token (or the console's cookie); roles bound what "
         "each user may do.",
         lifespan=lifespan,
+        docs_url=None,  # served from local files under a CSP: api/docs.py
+        redoc_url=None,
     )
     app.state.store, app.state.broadcaster, app.state.runner = store, broadcaster, runner
     for module in (auth, users, watchlists, deployments, alerts, events, audit, reports, subjects):
@@ -178,6 +182,11 @@ def create_app(store: sessionmaker[Session] | None = None, *, poll_alerts: bool 
     app.include_router(models.router)
     _errors(app)
     app.add_middleware(BodyLimit)
+    # the last added runs first: every answer, refusals included, is logged and gets headers
+    app.add_middleware(OriginCheck)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(AccessLog)
+    docs.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

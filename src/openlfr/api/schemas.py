@@ -61,12 +61,17 @@ class UserOut(Orm):
     role: Role
     active: bool
     created_at: datetime
+    # the two-person rule: a role (or enabling) one admin asked for, awaiting a second
+    pending_role: Role | None = None
+    pending_by: str | None = None
 
 
 class UserCreate(BaseModel):
+    # no password: the account's holder sets it at enrolment (POST /api/auth/enrol), so no
+    # admin knows it; a body that still sends one is refused rather than silently dropped
+    model_config = ConfigDict(extra="forbid")
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
     role: Role
-    password: Annotated[str, StringConstraints(min_length=10, max_length=1000, pattern=NO_NUL)]
 
 
 class UserUpdate(BaseModel):

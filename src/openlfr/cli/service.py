@@ -18,14 +18,34 @@ audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Reverse proxies (comma-separated addresses) whose X-Forwarded-For is believed; "
+            "by default none is, so no client can pick the address its logins are throttled by."
+        ),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
-    """Run the operator service: API (OpenAPI at /docs), live alerts and the console at /."""
+    """Run the operator service: API (OpenAPI at /docs), live alerts and the console at /.
+    Requests are logged by route template, never by path (api/security.py)."""
     import uvicorn
 
     from openlfr.api.app import create_app
+    from openlfr.api.security import log_config
 
     err.print(f"OpenLFR service on http://{host}:{port}/ (API description: /docs)")
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    uvicorn.run(
+        create_app(),
+        host=host,
+        port=port,
+        log_level=log_level,
+        # uvicorn's own access log writes raw paths, some of which hold subject names
+        access_log=False,
+        log_config=log_config(),
+        proxy_headers=forwarded_allow_ips is not None,
+        forwarded_allow_ips=forwarded_allow_ips,
+    )
 
 
 @user_app.command("add")
@@ -38,24 +58,75 @@ def user_add(
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
+    break_glass: Annotated[
+        bool,
+        typer.Option(
+            "--break-glass",
+            help="Grant at once, without a second admin's approval (audited as such).",
+        ),
+    ] = False,
 ) -> None:
-    """Add an account; the password is prompted for (twice) or read from stdin."""
-    from openlfr.api.auth import create_user
+    """Add an account. While fewer than two admins exist, an admin account is made at once (the
+    two-person rule needs two); any other account is a request that a second admin approves
+    in the console or API, unless --break-glass. The password is prompted for (twice) or read
+    from stdin when the account is made at once; a requested one enrols with its code."""
+    from sqlalchemy import func, select
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = getpass.getpass("password: ")
-        if getpass.getpass("again: ") != password:
-            raise _fail(OpenLFRError("the passwords differ"))
+    from openlfr.api.auth import create_user, request_account
+    from openlfr.store.models import User
+
     with _session() as session:
+        admins = session.scalar(
+            select(func.count()).where(User.role == "admin", User.active.is_(True))
+        )
+        bootstrap = role == "admin" and admins < 2
         try:
-            user = create_user(session, name, role, password)
+            if bootstrap or break_glass:
+                user = create_user(session, name, role, _password(password_stdin))
+            else:
+                user = request_account(session, name, role, f"cli:{getpass.getuser()}")
         except OpenLFRError as exc:
             raise _fail(exc) from exc
-        _audit(session, "user-add", f"user:{user.name}:{user.role}", "account administration")
+        if bootstrap:
+            action, purpose = "user-add", "account administration; bootstrap: under two admins"
+        elif break_glass:
+            action, purpose = "user-add-break-glass", "account administration; no second admin"
+        else:
+            action, purpose = "user-request", "account administration"
+        _audit(session, action, f"user:{user.name}:{user.role}", purpose)
         session.commit()
-    err.print(f"user [bold]{name}[/bold] added with role {role}")
+    if bootstrap or break_glass:
+        err.print(f"user [bold]{name}[/bold] added with role {role}")
+    else:
+        err.print(
+            f"user [bold]{name}[/bold] requested with role {role}: a second admin approves it "
+            "(console: Users), and its holder enrols with the code the approval shows"
+        )
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != password:
+        raise _fail(OpenLFRError("the passwords differ"))
+    return password
+
+
+@user_app.command("unlock")
+def user_unlock(
+    name: Annotated[str, typer.Argument(help="An account name, or with --address an address.")],
+    address: Annotated[bool, typer.Option("--address", help="NAME is a client address.")] = False,
+) -> None:
+    """Lift a login lockout (see 'openlfr.api.throttle') and clear its count of failures."""
+    from openlfr.api.throttle import Subject, unlock
+
+    subject = Subject("address" if address else "account", name)
+    with _session() as session:
+        held = unlock(session, subject)
+        _audit(session, "login-unlock", f"{subject.kind}:{name}", "account administration")
+        session.commit()
+    err.print(f"{subject.kind} {name}: " + ("lock lifted" if held else "was not locked"))
 
 
 @audit_app.command("verify")

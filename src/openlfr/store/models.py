@@ -230,6 +230,44 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Two-person rule (migration 0006): a role or an enabling that one admin asked for, which
+    # takes effect only when a second admin approves it (``openlfr.api.auth``).
+    pending_role: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    pending_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    pending_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # An approved new account has no password until its holder enrols with a one-time code
+    # (only its SHA-256 kept), so neither admin ever knows a password for it.
+    enrol_code_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    enrol_expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+
+
+class LoginThrottle(Base):
+    """Failed logins of one account or one client address (``openlfr.api.throttle``). The key
+    is a SHA-256, so names nobody has are not stored as typed; ``label`` names only real
+    accounts and addresses."""
+
+    __tablename__ = "login_throttle"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(10))  # account | address
+    label: Mapped[str] = mapped_column(String(100), default="")
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    lockouts: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Counter(Base):
+    """A monotonic count kept in the store, so every server process adds to the same one
+    (refused and throttled logins, lockouts)."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class AuthSession(Base):

@@ -1,14 +1,17 @@
-"""Accounts (admin only)."""
+"""Accounts (admin only), under the two-person rule of ``openlfr.api.auth``: one admin asks,
+a second admin approves; disabling is at once."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel
 from sqlalchemy import delete, select
 
-from openlfr.api import roles
-from openlfr.api.auth import create_user
+from openlfr.api import roles, throttle
+from openlfr.api.auth import GrantRefused, approve, reject, request_account, request_change
 from openlfr.api.deps import DbSession, allow
 from openlfr.api.schemas import (
     RowId,
@@ -18,10 +21,45 @@ from openlfr.api.schemas import (
 )
 from openlfr.errors import NotFoundError
 from openlfr.governance import audit
+from openlfr.live.deployment import as_utc
 from openlfr.store.models import AuthSession, User
 
 router = APIRouter(prefix="/api/users", tags=["users"])
 Admin = Annotated[User, Depends(allow(roles.USERS))]
+PURPOSE = "account administration"
+REFUSED = {403: {"description": "the two-person rule refuses it"}}
+
+
+class Approved(UserOut):
+    # shown once, to the approving admin, who hands it to the account's holder in person
+    enrolment_code: str | None = None
+
+
+class Lock(BaseModel):
+    kind: str
+    label: str  # an account or address; empty for a name no account has
+    locked_until: datetime
+    lockouts: int
+
+
+class Throttling(BaseModel):
+    counters: dict[str, int]
+    locks: list[Lock]
+
+
+def _user(session: DbSession, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFoundError(f"no user {user_id}")
+    return user
+
+
+def _record(session: DbSession, actor: str, action: str, user: User, purpose: str = PURPOSE):  # type: ignore[no-untyped-def]
+    state = "active" if user.active else "disabled"
+    obj = f"user:{user.name}:{user.role}:{state}"
+    if user.pending_role:
+        obj += f":pending={user.pending_role}"
+    audit.append(session, actor=actor, action=action, obj=obj, purpose=purpose)
 
 
 @router.get("", response_model=list[UserOut])
@@ -31,36 +69,70 @@ def list_users(session: DbSession, admin: Admin) -> list[User]:
 
 @router.post("", response_model=UserOut, status_code=201)
 def add_user(body: UserCreate, session: DbSession, admin: Admin) -> User:
-    user = create_user(session, body.name, body.role, body.password)
-    audit.append(
-        session,
-        actor=admin.name,
-        action="user-add",
-        obj=f"user:{user.name}:{user.role}",
-        purpose="account administration",
-    )
+    """Ask for a new account. It cannot log in until a second admin approves it and its holder
+    enrols with the code the approval gives; a password in the body is not used."""
+    user = request_account(session, body.name, body.role, admin.name)
+    _record(session, admin.name, "user-request", user)
     session.commit()
     return user
 
 
-@router.patch("/{user_id}", response_model=UserOut)
+@router.patch("/{user_id}", response_model=UserOut, responses=REFUSED)
 def update_user(user_id: RowId, body: UserUpdate, session: DbSession, admin: Admin) -> User:
-    """Change a role or disable an account; disabling ends its sessions at once."""
-    user = session.get(User, user_id)
-    if user is None:
-        raise NotFoundError(f"no user {user_id}")
-    if body.role is not None:
-        user.role = body.role
-    if body.active is not None:
-        user.active = body.active
-    if body.active is False or body.role is not None:
+    """Disable an account (at once, ending its sessions), or ask for a role or an enabling,
+    which waits for a second admin's approval."""
+    user = _user(session, user_id)
+    if body.active is False and user.active:
+        user.active = False
         session.execute(delete(AuthSession).where(AuthSession.user_id == user.id))
-    audit.append(
-        session,
-        actor=admin.name,
-        action="user-update",
-        obj=f"user:{user.name}:{user.role}:{'active' if user.active else 'disabled'}",
-        purpose="account administration",
-    )
+        _record(session, admin.name, "user-disable", user)
+    if body.role is not None or body.active is True:
+        try:
+            asked = request_change(
+                session, user, admin.name, role=body.role, enable=bool(body.active)
+            )
+        except GrantRefused as exc:
+            raise HTTPException(403, str(exc)) from exc
+        if asked:
+            _record(session, admin.name, "user-request", user)
     session.commit()
     return user
+
+
+@router.post("/{user_id}/approve", response_model=Approved, responses=REFUSED)
+def approve_user(user_id: RowId, session: DbSession, admin: Admin) -> Approved:
+    """A second admin applies the pending change; for a new account, the answer holds the
+    one-time enrolment code (3 days), shown only here."""
+    user = _user(session, user_id)
+    asked_by = user.pending_by
+    try:
+        code = approve(session, user, admin.name)
+    except GrantRefused as exc:
+        raise HTTPException(403, str(exc)) from exc
+    _record(session, admin.name, "user-approve", user, f"{PURPOSE}; requested by {asked_by}")
+    session.commit()
+    return Approved.model_validate(user).model_copy(update={"enrolment_code": code})
+
+
+@router.post("/{user_id}/reject", response_model=UserOut)
+def reject_user(user_id: RowId, session: DbSession, admin: Admin) -> User:
+    """Drop a pending change (any admin, the one who asked included)."""
+    user = _user(session, user_id)
+    reject(session, user)
+    _record(session, admin.name, "user-reject", user)
+    session.commit()
+    return user
+
+
+@router.get("/login-throttle", response_model=Throttling)
+def login_throttle(session: DbSession, admin: Admin) -> Throttling:
+    """Refused, throttled and locked-out login counts, and the locks now held."""
+    return Throttling(
+        counters=throttle.counters(session),
+        locks=[
+            Lock(
+                kind=r.kind, label=r.label, locked_until=as_utc(r.locked_until), lockouts=r.lockouts
+            )
+            for r in throttle.locks(session)
+        ],
+    )
