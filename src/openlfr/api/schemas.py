@@ -329,6 +329,8 @@ class VerificationOut(BaseModel):
     entries: int
     first_bad_id: int | None
     problem: str | None
+    checkpoint: str | None = None  # the signed checkpoint the chain was checked against
+    unanchored: int = 0  # entries newer than that checkpoint
 
 
 # --- transparency reports (figures only: openlfr.governance.reports makes them) ----------------

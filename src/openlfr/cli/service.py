@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -130,14 +131,66 @@ def user_unlock(
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Recompute the audit chain; exit code 1 and the first bad entry when it does not hold."""
-    from openlfr.governance.audit import verify_chain
+def audit_verify(
+    kept: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--checkpoint",
+            help="Also check against this copy of an earlier checkpoint (repeatable).",
+        ),
+    ] = None,
+) -> None:
+    """Recompute the audit chain and check it still reaches its signed checkpoint; exit code 1
+    and what does not hold (a broken link, a truncation, a missing or forged checkpoint)."""
+    from openlfr.governance import audit, checkpoint
 
     with _session() as session:
-        result = verify_chain(session)
+        try:
+            store = audit.store_of(session) or ""
+            copies = [checkpoint.load(path, store) for path in kept or []]
+        except checkpoint.CheckpointError as exc:
+            err.print(f"[red]audit chain not verified[/red]: {exc}")
+            raise typer.Exit(1) from exc
+        result = audit.verify(session, copies)
     if result.ok:
-        print(f"audit chain intact: {result.entries} entries")
+        print(f"audit chain intact: {result.entries} entries; checkpoint: {result.checkpoint}")
+        if result.unanchored:
+            err.print(f"[yellow]{result.unanchored} newer entries not yet anchored[/yellow]")
         return
-    err.print(f"[red]audit chain broken[/red] at entry {result.first_bad_id}: {result.problem}")
+    where = f" at entry {result.first_bad_id}" if result.first_bad_id is not None else ""
+    err.print(f"[red]audit chain broken[/red]{where}: {result.problem}")
     raise typer.Exit(1)
+
+
+@audit_app.command("anchor")
+def audit_anchor(
+    reason: Annotated[str, typer.Option(help="Why (recorded in the chain).")],
+) -> None:
+    """Re-anchor an intact chain at its head: for a store with no checkpoint yet, or after
+    checking why the old one no longer holds. Refused on a broken chain; audited."""
+    from openlfr.governance import audit
+
+    with _session() as session:
+        try:
+            new = audit.anchor(session, actor=f"cli:{getpass.getuser()}", reason=reason[:500])
+        except OpenLFRError as exc:
+            raise _fail(exc) from exc
+        session.commit()
+    print(f"audit chain anchored at {new.summary()}")
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Print the store's signed checkpoint, to keep a copy off this host
+    ('audit verify --checkpoint FILE' checks against it later)."""
+    from openlfr.governance import audit, checkpoint
+
+    with _session() as session:
+        store = audit.store_of(session)
+    try:
+        current = checkpoint.read(store) if store else None
+    except checkpoint.CheckpointError as exc:
+        raise _fail(exc) from exc
+    if current is None:
+        raise _fail(OpenLFRError("this store has no checkpoint yet"))
+    print(checkpoint.signed(current))

@@ -84,6 +84,7 @@ def export(
 
 @router.get("/verify", response_model=VerificationOut)
 def verify(session: DbSession, user: Auditor) -> VerificationOut:
-    """Recompute the chain: ``ok`` false names the first entry that does not hold."""
-    result = audit.verify_chain(session)
+    """Recompute the chain and check it against its signed checkpoint: ``ok`` false names
+    the first entry that does not hold, or the truncation, or the missing or forged checkpoint."""
+    result = audit.verify(session)
     return VerificationOut(**result.__dict__)
