@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from openlfr.vision.detect import Detection
-from openlfr.vision.image import ImageSource, load_image
-from openlfr.vision.models import FaceModel, get_model
+from openlfr.vision.image import ImageSource, detection_view, load_image
+from openlfr.vision.models import FaceModel, Landmarked, get_model
 from openlfr.vision.quality import Quality, assess_quality
 
 
@@ -41,6 +41,15 @@ def analyse_face(model: FaceModel, rgb: np.ndarray, box: Detection, points: np.n
     return Face(box, points, quality, chip, model=model.name)
 
 
+def _scaled(found: Landmarked, scale: float) -> tuple[Detection, np.ndarray]:
+    """A face found on a ``detection_view`` of ``scale``, in the full image's pixels."""
+    box, points = found.box, found.points
+    if scale == 1.0:
+        return box, points
+    x1, y1, x2, y2 = (round(v / scale) for v in (box.x1, box.y1, box.x2, box.y2))
+    return Detection(x1, y1, x2, y2, box.score), (points / scale).astype(np.float32)
+
+
 def resolve_model(model: FaceModel | str | None) -> FaceModel:
     return model if isinstance(model, FaceModel) else get_model(model)
 
@@ -59,7 +68,10 @@ def find_faces(
     """
     unit = resolve_model(model)
     rgb = load_image(image)
-    faces = [analyse_face(unit, rgb, f.box, f.points) for f in unit.find(rgb, upsample)]
+    # Detection on at most DETECT_PIXELS (a large photo shrunk first: its cost is bounded);
+    # alignment and quality on the full image.
+    view, scale, upsample = detection_view(rgb, upsample)
+    faces = [analyse_face(unit, rgb, *_scaled(f, scale)) for f in unit.find(view, upsample)]
     faces.sort(key=lambda f: -f.box.width)
     if embed and faces:
         for face, vector in zip(faces, unit.embed([f.chip for f in faces]), strict=True):
