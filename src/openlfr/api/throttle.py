@@ -3,10 +3,12 @@ store, so every server process (and every worker of one) sees the same counts.
 
 The rule (a force's reviewer can check it against these constants):
 
-- an account is locked after ``ACCOUNT_LIMIT`` failures, an address after ``ADDRESS_LIMIT``,
-  counted until ``QUIET`` passes with no failure and no lock;
-- the first lock lasts ``LOCK_BASE``; while the count has not gone quiet, the next failure
-  locks again at once, each lock twice as long as the last, up to ``LOCK_CAP``;
+- an account is locked after ``ACCOUNT_LIMIT`` (5) failures, an address after
+  ``ADDRESS_LIMIT`` (20), counted until ``QUIET`` (15 minutes) passes with no failure and no
+  lock;
+- the first lock lasts ``LOCK_BASE`` (1 minute); while the count has not gone quiet, the next
+  failure locks again at once, each lock twice as long as the last, up to ``LOCK_CAP`` (30
+  minutes);
 - a locked account or address is answered 429 with ``Retry-After``, before any password is
   checked (so no guess is tried during a lock, and argon2's cost is not spent on a flood);
 - a successful login clears its account's count, never its address's (one good account must
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,8 +34,8 @@ from openlfr.governance import audit
 from openlfr.live.deployment import as_utc
 from openlfr.store.models import Counter, LoginThrottle, User, utcnow
 
-ACCOUNT_LIMIT = 5
-ADDRESS_LIMIT = 20
+ACCOUNT_LIMIT = 5  # $OPENLFR_LOGIN_ACCOUNT_LIMIT
+ADDRESS_LIMIT = 20  # $OPENLFR_LOGIN_ADDRESS_LIMIT: a shared NAT or proxy may want more
 QUIET = timedelta(minutes=15)
 LOCK_BASE = timedelta(minutes=1)
 LOCK_CAP = timedelta(minutes=30)
@@ -52,7 +55,9 @@ class Subject:
 
     @property
     def limit(self) -> int:
-        return ACCOUNT_LIMIT if self.kind == "account" else ADDRESS_LIMIT
+        if self.kind == "account":
+            return int(os.environ.get("OPENLFR_LOGIN_ACCOUNT_LIMIT", ACCOUNT_LIMIT))
+        return int(os.environ.get("OPENLFR_LOGIN_ADDRESS_LIMIT", ADDRESS_LIMIT))
 
 
 def subjects(name: str, address: str) -> tuple[Subject, Subject]:

@@ -88,6 +88,17 @@ $("#login-form").addEventListener("submit", async (event) => {
   }
 });
 
+$("#enrol-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  try {
+    await postJson("/api/auth/enrol", { name: form.get("name"), code: form.get("code"), password: form.get("password") });
+    event.target.reset();
+    $("#enrol").open = false;
+    say("Password set: log in with it.");
+  } catch (error) { say(`Not enrolled: ${error.message}`, true); }
+});
+
 $("#logout").addEventListener("click", async () => {
   try { await api("/api/auth/logout", { method: "POST" }); } finally { showLogin("Logged out."); }
 });
@@ -549,18 +560,55 @@ async function loadUsers() {
   try { users = await api("/api/users"); } catch (error) { say(error.message, true); return; }
   const body = $("#users");
   body.replaceChildren();
-  for (const u of users) body.append(row([u.name, u.role, u.active ? "yes" : "no"]));
+  for (const u of users) {
+    const actions = document.createElement("span");
+    if (u.pending_role) {
+      // the two-person rule: the server refuses an approval by the requester or the account
+      if (u.pending_by !== state.user.name && u.name !== state.user.name) {
+        actions.append(el("button", "Approve", { type: "button", "data-approve": u.id }));
+      }
+      actions.append(el("button", "Reject", { type: "button", "data-reject": u.id }));
+    } else if (u.active && u.name !== state.user.name) {
+      actions.append(el("button", "Disable", { type: "button", "data-disable": u.id }));
+    }
+    const pending = u.pending_role ? `${u.pending_role} (asked by ${u.pending_by})` : "";
+    body.append(row([u.name, u.role, u.active ? "yes" : "no", pending, actions]));
+  }
 }
+
+$("#users").addEventListener("click", async (event) => {
+  const button = event.target.closest("button");
+  if (!button) return;
+  const code = $("#enrolment-code");
+  try {
+    if (button.dataset.approve) {
+      const user = await postJson(`/api/users/${button.dataset.approve}/approve`, {});
+      code.hidden = !user.enrolment_code;
+      code.textContent = user.enrolment_code
+        ? `Enrolment code for ${user.name} (shown once, valid 3 days): ${user.enrolment_code}` : "";
+      say(`Approved: ${user.name} is ${user.role}.`);
+    } else if (button.dataset.reject) {
+      await postJson(`/api/users/${button.dataset.reject}/reject`, {});
+      say("Request rejected.");
+    } else if (button.dataset.disable) {
+      await api(`/api/users/${button.dataset.disable}`, {
+        method: "PATCH", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ active: false }),
+      });
+      say("Account disabled.");
+    }
+  } catch (error) { say(error.message, true); }
+  loadUsers();
+});
 
 $("#user-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const form = new FormData(event.target);
   try {
-    await postJson("/api/users", { name: form.get("name"), role: form.get("role"), password: form.get("password") });
+    await postJson("/api/users", { name: form.get("name"), role: form.get("role") });
     event.target.reset();
-    say("User added.");
+    say("Account requested: a second admin approves it.");
     loadUsers();
-  } catch (error) { say(`Not added: ${error.message}`, true); }
+  } catch (error) { say(`Not requested: ${error.message}`, true); }
 });
 
 // --- start ----------------------------------------------------------------------------------
