@@ -161,25 +161,27 @@ class Verification:
 
 
 @dataclass
-class _Walk:
+class ChainWalk:
+    """A walk along the chain: its verdict, and the head it reached."""
+
     result: Verification
     last_id: int = 0
     last_hash: str = GENESIS
     reached: dict[int, tuple[int, str]] | None = None  # watched id -> (entries up to it, hash)
 
 
-def _walk(entries: Iterable[AuditEntry], watch: Iterable[int] = ()) -> _Walk:
+def walk_chain(entries: Iterable[AuditEntry], watch: Iterable[int] = ()) -> ChainWalk:
     watched = set(watch)
-    walk = _Walk(Verification(True, 0), reached={0: (0, GENESIS)})
+    walk = ChainWalk(Verification(True, 0), reached={0: (0, GENESIS)})
     prev, count = GENESIS, 0
     for entry in entries:
         count += 1
         if entry.prev_hash != prev:
-            return _Walk(
+            return ChainWalk(
                 Verification(False, count, entry.id, "does not follow the entry before it")
             )
         if entry.hash != _recomputed(entry, prev):
-            return _Walk(
+            return ChainWalk(
                 Verification(False, count, entry.id, "its content does not match its hash")
             )
         prev = entry.hash
@@ -190,20 +192,20 @@ def _walk(entries: Iterable[AuditEntry], watch: Iterable[int] = ()) -> _Walk:
     return walk
 
 
-def _in_order(session: Session) -> Iterable[AuditEntry]:
+def in_order(session: Session) -> Iterable[AuditEntry]:
     return session.scalars(
         select(AuditEntry).order_by(AuditEntry.id).execution_options(yield_per=1000)
     )
 
 
 def verify_entries(entries: Iterable[AuditEntry]) -> Verification:
-    return _walk(entries).result
+    return walk_chain(entries).result
 
 
 def verify_chain(session: Session) -> Verification:
     """Walk the whole chain in order; the first broken link is reported. This checks the links
     only: ``verify`` also checks the chain against its checkpoint, which catches truncation."""
-    return verify_entries(_in_order(session))
+    return verify_entries(in_order(session))
 
 
 def store_of(session: Session) -> str | None:
@@ -226,7 +228,7 @@ def verify(session: Session, kept: Iterable[Checkpoint] = ()) -> Verification:
             return chain
         return Verification(False, chain.entries, None, f"checkpoint: {exc}")
     anchors = [c for c in (own, *kept) if c is not None]
-    walk = _walk(_in_order(session), (c.last_id for c in anchors))
+    walk = walk_chain(in_order(session), (c.last_id for c in anchors))
     result = walk.result
     if not result.ok:
         return result
@@ -262,15 +264,20 @@ def verify(session: Session, kept: Iterable[Checkpoint] = ()) -> Verification:
     return result
 
 
-def anchor(session: Session, *, actor: str, reason: str) -> Checkpoint:
+def anchor(
+    session: Session, *, actor: str, reason: str, action: str = "audit-anchor"
+) -> Checkpoint:
     """Re-anchor an intact chain at its present head, and record that in the chain: the one
     step a checkpoint may take back (after a restore), or the first checkpoint of a store that
     predates them. The caller commits; the new entry is then anchored like any other."""
     store = store_of(session)
     if store is None:
         raise OpenLFRError("an in-memory store has no checkpoint")
+    if session.info.get(_APPENDED):
+        # the head read below would include entries that a rollback could still take away
+        raise OpenLFRError("re-anchor in a transaction of its own, not after other appends")
     with checkpoint.lock(store):
-        walk = _walk(_in_order(session))
+        walk = walk_chain(in_order(session))
         if not walk.result.ok:
             raise OpenLFRError(
                 f"the chain is broken at entry {walk.result.first_bad_id}"
@@ -288,7 +295,7 @@ def anchor(session: Session, *, actor: str, reason: str) -> Checkpoint:
     append(
         session,
         actor=actor,
-        action="audit-anchor",
+        action=action,
         obj=f"checkpoint: {new.summary()}; was: {was}",
         purpose=reason,
     )
