@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -108,7 +109,13 @@ def test_reviewer_adjudicates_a_live_alert_by_keyboard(
         alert_id = insert_alert(store, scene, face, face[20:280, 30:270], subject="eileen")
         # on screen within 1 s of being written (the timeout fails the test otherwise)
         page.wait_for_selector(f'#queue button[data-alert="{alert_id}"]', timeout=1000)
-        page.wait_for_function("document.querySelector('#probe').naturalWidth > 0")
+        # polled from here: wait_for_function evaluates a string, which the console's CSP
+        # (rightly) refuses
+        page.locator("#probe").wait_for()
+        deadline = time.monotonic() + 10
+        while not page.locator("#probe").evaluate("img => img.naturalWidth > 0"):
+            assert time.monotonic() < deadline, "the probe image did not load"
+            page.wait_for_timeout(50)
         page.screenshot(path=str(shots / "alert-queue.png"), full_page=True)
 
         assert page.evaluate("document.activeElement.dataset.decision") == "match"
