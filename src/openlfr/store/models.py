@@ -330,3 +330,29 @@ class Suppression(Base):
     alert_id: Mapped[str] = mapped_column(String(32))
     created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AlertPush(Base):
+    """Where a deployment's alerts are pushed as they happen (``openlfr.notify``): a webhook
+    or an MQTT broker, set when it is planned (audited), with what was delivered. No secret is
+    kept here: the webhook's signing key and the broker's password live outside the store."""
+
+    __tablename__ = "alert_pushes"
+    __table_args__ = (
+        UniqueConstraint("deployment_id", "kind", name="uq_alert_pushes_deployment_id_kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(10))  # webhook | mqtt
+    url: Mapped[str] = mapped_column(Text)
+    probe_image: Mapped[bool] = mapped_column(default=False)  # only where the policy allows it
+    configured_by: Mapped[str] = mapped_column(String(200))
+    configured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Delivery counts (never what was in the messages), kept up to date while it runs.
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    dropped: Mapped[int] = mapped_column(Integer, default=0)
