@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from openlfr.errors import OpenLFRError
 from openlfr.live.deployment import DeploymentError, get_deployment, run_deployment
+from openlfr.notify.pushes import alert_pusher
 from openlfr.store.models import Alert, Camera, Deployment
 
 log = logging.getLogger(__name__)
@@ -175,8 +176,11 @@ class DeploymentRunner:
 
     def _run(self, deployment_id: int) -> None:
         names: dict[int, tuple[str, dict[str, str]]] = {}
+        pusher = None
 
         def on_alert(event: Any) -> None:
+            if pusher is not None:
+                pusher.submit(event)  # its webhook and MQTT broker: queued, never waited for
             # run_deployment has committed the alert: a client may fetch it at once
             with self.store() as session:
                 alert = session.get(Alert, event.alert_id)
@@ -189,6 +193,7 @@ class DeploymentRunner:
                 self.broadcaster.publish_alert(alert.id, _version(alert), payload)
 
         try:
+            pusher = alert_pusher(self.store, deployment_id)
             run_deployment(self.store, deployment_id, on_alert=on_alert)
         except OpenLFRError as exc:
             self._errors[deployment_id] = str(exc)
@@ -196,6 +201,8 @@ class DeploymentRunner:
             log.exception("deployment %s failed", deployment_id)
             self._errors[deployment_id] = f"the runner failed: {exc}"
         finally:
+            if pusher is not None:
+                pusher.close()  # what is still queued gets a few seconds; counts are kept
             self.broadcaster.publish({"type": "deployment", "deployment_id": deployment_id})
 
     def shutdown(self, timeout_s: float = 15.0) -> None:

@@ -214,6 +214,29 @@ class DeploymentCreate(BaseModel):
     model: ModelName | None = Field(
         None, description="face model, name or alias (GET /api/models); default: the configured"
     )
+    webhook_url: Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)] | None = (
+        Field(None, description="POST each alert here, HMAC-signed (docs/alerts.md)")
+    )
+    mqtt_url: Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)] | None = Field(
+        None, description="publish each alert on openlfr/<id>/alerts at mqtt://host[:port]"
+    )
+    push_probe_image: bool = Field(
+        False, description="pushed alerts carry the probe crop (only where the policy allows)"
+    )
+
+
+class PushOut(BaseModel):
+    """Where a deployment's alerts are pushed, and what was delivered; never a secret."""
+
+    kind: str = Field(description="webhook or mqtt")
+    endpoint: str = Field(description="the URL, without its query")
+    probe_image: bool
+    configured_by: str
+    configured_at: datetime
+    sent: int
+    retries: int
+    failed: int = Field(description="refused by the receiver, or out of attempts")
+    dropped: int = Field(description="not sent: the queue was full, or the deployment ended")
 
 
 class CameraOut(Orm):
@@ -252,6 +275,7 @@ class DeploymentOut(Orm):
     authorised_at: datetime | None = None
     threshold_override_reason: str | None = None
     cameras: list[CameraOut]
+    pushes: list[PushOut] = []
     seconds_left: float | None = None
     faces_processed: int = 0
     alerts: int = 0

@@ -41,13 +41,25 @@ def deployment_create(
         str | None, typer.Option(help="Why a threshold below the policy's minimum is needed.")
     ] = None,
     model: ModelOption = None,
+    webhook: Annotated[
+        str | None, typer.Option(help="POST each alert here, signed (docs/alerts.md).")
+    ] = None,
+    mqtt: Annotated[
+        str | None, typer.Option(help="Publish each alert to this broker: mqtt://host[:port].")
+    ] = None,
+    push_probe_image: Annotated[
+        bool,
+        typer.Option("--push-probe-image", help="Pushed alerts carry the probe crop (policy)."),
+    ] = False,
 ) -> None:
-    """Plan a deployment: who, where, when, why, which watchlist, which cameras.
+    """Plan a deployment: who, where, when, why, which watchlist, which cameras, and where its
+    alerts are pushed as they happen (optional; audited).
 
     It runs only once someone else authorises it ('openlfr deployment authorise') and the
     signage is confirmed."""
     from openlfr.governance import audit
     from openlfr.live.deployment import create_deployment
+    from openlfr.notify.pushes import configure_pushes
 
     cameras = {}
     for i, spec in enumerate(camera, start=1):
@@ -76,6 +88,14 @@ def deployment_create(
                 signage_confirmed=signage_confirmed,
                 threshold_override_reason=threshold_override_reason,
                 model=model,
+            )
+            configure_pushes(
+                session,
+                deployment,
+                actor=deployment.created_by,
+                webhook_url=webhook,
+                mqtt_url=mqtt,
+                probe_image=push_probe_image,
             )
         except OpenLFRError as exc:
             raise _fail(exc) from exc
@@ -169,6 +189,7 @@ def deployment_show(
     from sqlalchemy import select
 
     from openlfr.live.deployment import get_deployment, recover_crashed
+    from openlfr.notify.pushes import push_record, pushes_of
     from openlfr.store.models import Alert
 
     with _session() as session:
@@ -215,6 +236,11 @@ def deployment_show(
                 }
                 for c in d.cameras
             ],
+            # where its alerts are pushed, with delivery counts (no secret: none is stored)
+            "pushes": [
+                {**push_record(p), "configured_at": str(p.configured_at)}
+                for p in pushes_of(session, d.id)
+            ],
             "alerts": [
                 {
                     "id": a.id,
@@ -239,6 +265,7 @@ def deployment_show(
 def deployment_run(deployment_id: int) -> None:
     """Run a deployment until its end time or 'openlfr deployment stop'; one process per camera."""
     from openlfr.live.deployment import run_deployment
+    from openlfr.notify.pushes import alert_pusher
     from openlfr.store.db import open_store
 
     def show(event) -> None:  # type: ignore[no-untyped-def]
@@ -247,10 +274,24 @@ def deployment_run(deployment_id: int) -> None:
             f"(score {event.score:.2f}, track {event.track})"
         )
 
+    store = open_store()
     try:
-        deployment = run_deployment(open_store(), deployment_id, on_alert=show)
+        pusher = alert_pusher(store, deployment_id)  # its webhook, its MQTT broker, if any
     except OpenLFRError as exc:
         raise _fail(exc) from exc
+
+    def on_alert(event) -> None:  # type: ignore[no-untyped-def]
+        if pusher is not None:
+            pusher.submit(event)  # queued, never waited for
+        show(event)
+
+    try:
+        deployment = run_deployment(store, deployment_id, on_alert=on_alert)
+    except OpenLFRError as exc:
+        raise _fail(exc) from exc
+    finally:
+        if pusher is not None:
+            err.print(f"alerts pushed: {pusher.summary(pusher.close())}")
     err.print(f"deployment {deployment_id} ended: {deployment.end_reason}; snapshot destroyed")
 
 

@@ -61,10 +61,20 @@ class RetentionRules(_Section):
     audit_days: int = Field(6 * 365, ge=1)  # six years, as for other policing records
 
 
+class PushRules(_Section):
+    """Alerts pushed out by webhook or MQTT (``openlfr.notify``)."""
+
+    # The probe crop may go out with a pushed alert only where the force allows it here, and
+    # then only for a deployment planned with it asked for (audited): off by default, so an
+    # officer's phone or a broker's disk gets a face only by two decisions on record.
+    allow_probe_image: bool = False
+
+
 class Policy(_Section):
     watchlist: WatchlistRules = WatchlistRules()
     deployment: DeploymentRules = DeploymentRules()
     retention: RetentionRules = RetentionRules()
+    push: PushRules = PushRules()
 
     @property
     def categories(self) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from openlfr.api.routers.models import model_unit
 from openlfr.api.schemas import (
     DeploymentCreate,
     DeploymentOut,
+    PushOut,
     RowId,
 )
 from openlfr.governance import audit
@@ -27,6 +28,8 @@ from openlfr.live.deployment import (
     recover_crashed,
     request_stop,
 )
+from openlfr.notify import PushConfigError
+from openlfr.notify.pushes import configure_pushes, push_record, pushes_of
 from openlfr.store.models import Adjudication, Alert, Deployment, User, utcnow
 
 router = APIRouter(prefix="/api/deployments", tags=["deployments"])
@@ -57,6 +60,7 @@ def deployment_out(
     if counts is None:
         counts = _counts(session, [d.id])
     out = DeploymentOut.model_validate(d)
+    out.pushes = [PushOut.model_validate(push_record(p)) for p in pushes_of(session, d.id)]
     out.model = deployment_model(d)  # those planned before models had one searched with dlib
     out.faces_processed = sum(c.faces_processed for c in d.cameras)
     out.alerts, out.adjudicated = counts.get(d.id, (0, 0))
@@ -94,7 +98,15 @@ def create(body: DeploymentCreate, session: DbSession, user: Officer) -> Deploym
     model = model_unit(body.model).name
     try:
         deployment = _create(session, body, user, model)
-    except DeploymentError as exc:  # a bad plan, not a conflict with the current state
+        configure_pushes(
+            session,
+            deployment,
+            actor=user.name,
+            webhook_url=body.webhook_url,
+            mqtt_url=body.mqtt_url,
+            probe_image=body.push_probe_image,
+        )
+    except (DeploymentError, PushConfigError) as exc:  # a bad plan, not a state conflict
         raise HTTPException(422, str(exc)) from exc
     deployment.suppress_no_match = body.suppress_no_match
     audit.append(
