@@ -72,6 +72,20 @@ def test_an_account_is_locked_after_five_failures_even_for_the_right_password(se
     assert _login(live.url, user_name(Role.AUDITOR), PASSWORD).status_code == 200
 
 
+def test_the_count_is_shared_by_every_server_process_on_the_store(database_url) -> None:  # type: ignore[no-untyped-def]
+    # two servers on one store, as behind a load balancer: guesses spread over both still lock
+    store = service_store(database_url)
+    name = user_name(Role.REVIEWER)
+    with (
+        LiveServer(create_app(store, poll_alerts=False)) as one,
+        LiveServer(create_app(store, poll_alerts=False)) as two,
+    ):
+        answers = [_login((one, two)[i % 2].url, name, "guess").status_code for i in range(5)]
+        assert answers == [401, 401, 401, 401, 429]
+        assert _login(one.url, name, PASSWORD).status_code == 429
+        assert _login(two.url, name, PASSWORD).status_code == 429
+
+
 def test_names_nobody_has_are_throttled_alike_and_never_reach_the_chain(server) -> None:  # type: ignore[no-untyped-def]
     live, store = server
     answers = [_login(live.url, "mallory-was-here", "x").status_code for _ in range(5)]
