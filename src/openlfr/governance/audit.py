@@ -104,16 +104,6 @@ def _forget_rolled_back(session: Session) -> None:
     session.info.pop(_APPENDED, None)
 
 
-def _entries_after(engine: Engine, last_id: int) -> Iterable[AuditEntry]:
-    with Session(engine) as session:
-        yield from session.scalars(
-            select(AuditEntry)
-            .where(AuditEntry.id > last_id)
-            .order_by(AuditEntry.id)
-            .execution_options(yield_per=1000)
-        )
-
-
 def advance_checkpoint(engine: Engine) -> Checkpoint | None:
     """Extend the store's checkpoint over the committed entries that link on from it, under
     the checkpoint's lock, so that it only ever moves forward (whichever process gets there
@@ -122,20 +112,27 @@ def advance_checkpoint(engine: Engine) -> Checkpoint | None:
     store = checkpoint.store_identity(engine.url)
     if store is None:
         return None
-    with checkpoint.lock(store):
+    with checkpoint.lock(store), Session(engine) as session:
         current = checkpoint.read(store)
         entries, last_id, prev = 0, 0, GENESIS
         if current is not None:
             entries, last_id, prev = current.entries, current.last_id, current.last_hash
-            with Session(engine) as session:
-                anchored = session.scalar(
-                    select(AuditEntry.hash).where(AuditEntry.id == current.last_id)
-                )
-            if anchored != current.last_hash:
+        # One query: the anchored entry itself (which must still be there), then what follows.
+        rows = iter(
+            session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.id >= last_id)
+                .order_by(AuditEntry.id)
+                .execution_options(yield_per=1000)
+            )
+        )
+        if last_id:
+            first = next(rows, None)
+            if first is None or (first.id, first.hash) != (last_id, prev):
                 log.warning("audit checkpoint not advanced: the chain no longer reaches it")
                 return current
         moved = False
-        for entry in _entries_after(engine, last_id):
+        for entry in rows:
             if entry.prev_hash != prev or entry.hash != _recomputed(entry, prev):
                 break  # a broken link: anchor no further than the last good entry
             entries, last_id, prev, moved = entries + 1, entry.id, entry.hash, True
