@@ -154,7 +154,10 @@ def test_webhook_is_signed_over_timestamp_and_body_and_names_no_one(
     # a changed body, another secret, or a replay after the tolerance all fail
     assert not verify(secret, headers, received.replace(b"0.7123", b"0.9999"))
     assert not verify(b"another-secret-of-some-length", headers, received)
-    later = int(headers["x-openlfr-timestamp"]) + 301
+    stamp = int(headers["x-openlfr-timestamp"])
+    moved = {**headers, "x-openlfr-timestamp": str(stamp + 1)}  # the timestamp is signed too
+    assert not verify(secret, moved, received, now=stamp)
+    later = stamp + 301
     assert not verify(secret, headers, received, now=later)
     data = json.loads(received)
     assert data == {
@@ -570,3 +573,144 @@ def test_mqtt_broker_down_at_start_gets_the_alert_once_it_is_up(broker: Broker) 
         if "Received PUBLISH" in line and "'openlfr/8/alerts'" in line
     ]
     assert len(received) == 1 and "q1, r0" in received[0], received
+
+
+# --- wired where deployments run: deployment run, the service's runner --------------------------
+
+
+def _planned_with_webhook(store: sessionmaker[Session], url: str) -> tuple[int, str]:
+    """A planned deployment pushing to ``url``, and an alert of it in the store."""
+    scene = plan_deployment(store)
+    alert_id = insert_alert(
+        store, scene, np.zeros((20, 20, 3), np.uint8), np.zeros((20, 20, 3), np.uint8)
+    )
+    with store() as session:
+        d = session.get(Deployment, scene.deployment_id)
+        configure_pushes(session, d, actor="officer", webhook_url=url)
+        session.commit()
+    return scene.deployment_id, alert_id
+
+
+def _fake_run(alert_id: str):  # type: ignore[no-untyped-def]
+    """run_deployment as far as its callers see it: one alert through ``on_alert``, then the
+    end (the cameras themselves are tested in test_live and test_supervision)."""
+
+    def run(store, deployment_id, *, on_alert=None, **_: object):  # type: ignore[no-untyped-def]
+        on_alert(_event(alert_id))
+        with store() as session:
+            d = session.get(Deployment, deployment_id)
+            d.status, d.end_reason = "ended", "time limit reached"
+            session.commit()
+            return d
+
+    return run
+
+
+def test_deployment_run_pushes_each_alert_and_prints_the_counts(
+    store: sessionmaker[Session],
+    receiver: Receiver,
+    secret: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import openlfr.live.deployment as deployment_module
+
+    deployment_id, alert_id = _planned_with_webhook(store, receiver.url)
+    monkeypatch.setattr(deployment_module, "run_deployment", _fake_run(alert_id))
+    result = CliRunner().invoke(app, ["deployment", "run", str(deployment_id)])
+    assert result.exit_code == 0, result.output
+    ((headers, body),) = receiver.requests
+    assert verify(secret, headers, body) and json.loads(body)["id"] == alert_id
+    assert "1 sent, 0 retries, 0 failed, 0 dropped" in result.stderr
+    with store() as session:
+        assert session.scalars(select(AlertPush)).one().sent == 1
+
+
+def test_a_run_without_the_webhook_secret_is_refused_before_it_starts(
+    store: sessionmaker[Session], receiver: Receiver, secret: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deployment_id, _ = _planned_with_webhook(store, receiver.url)
+    monkeypatch.delenv("OPENLFR_WEBHOOK_SECRET")
+    result = CliRunner().invoke(app, ["deployment", "run", str(deployment_id)])
+    assert result.exit_code != 0 and "no secret is set" in result.stderr
+    with store() as session:
+        assert session.get(Deployment, deployment_id).status == "planned"
+
+
+def test_the_service_runner_pushes_each_alert(
+    store: sessionmaker[Session],
+    receiver: Receiver,
+    secret: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import openlfr.api.live as live
+
+    deployment_id, alert_id = _planned_with_webhook(store, receiver.url)
+    monkeypatch.setattr(live, "run_deployment", _fake_run(alert_id))
+    runner = live.DeploymentRunner(store, live.Broadcaster())
+    runner.start(deployment_id)
+    runner.shutdown()
+    ((headers, body),) = receiver.requests
+    assert verify(secret, headers, body) and json.loads(body)["id"] == alert_id
+    with store() as session:
+        assert session.scalars(select(AlertPush)).one().sent == 1
+
+
+def test_migration_0008_downgrades_and_upgrades(store: sessionmaker[Session]) -> None:
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from openlfr.store.db import alembic_config
+
+    plan_deployment(store)  # a deployment survives both ways
+    engine = store.kw["bind"]
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0006")
+        assert "alert_pushes" not in inspect(connection).get_table_names()
+        command.upgrade(cfg, "head")
+        assert "alert_pushes" in inspect(connection).get_table_names()
+    with store() as session:
+        assert session.scalars(select(Deployment)).one().name == "Test op"
+
+
+@pytest.mark.slow
+def test_the_console_link_opens_that_alert(store: sessionmaker[Session], db_backend: str) -> None:
+    """The link a push carries (``/#alert=<id>``) opens that alert after the reviewer logs in,
+    not the head of the queue."""
+    if db_backend != "sqlite":
+        pytest.skip("a console test: the store behind it is tested on SQLite alone")
+    from service_support import PASSWORD, LiveServer, user_name
+
+    from openlfr.api import create_app
+    from openlfr.api.auth import create_user
+    from openlfr.api.roles import Role
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = os.environ.get("OPENLFR_CHROMIUM", "/usr/bin/chromium")
+    if not shutil.which(chromium):
+        pytest.skip(f"no chromium at {chromium} (apt-get install -y chromium)")
+    with store() as session:
+        create_user(session, user_name(Role.REVIEWER), Role.REVIEWER, PASSWORD)
+        session.commit()
+    scene = plan_deployment(store)
+    grey = np.full((20, 20, 3), 90, np.uint8)
+    ids = [insert_alert(store, scene, grey, grey, subject=name) for name in ("amy", "ben", "cal")]
+    with (
+        LiveServer(create_app(store, poll_alerts=False)) as server,
+        sync_api.sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page()
+            page.goto(f"{server.url}/#alert={ids[1]}")
+            page.fill("input[name=name]", user_name(Role.REVIEWER))
+            page.fill("input[name=password]", PASSWORD)
+            page.keyboard.press("Enter")
+            title = page.locator("#alert-title")
+            title.wait_for(state="visible", timeout=WAIT_S * 1000)
+            sync_api.expect(title).to_have_text("Possible match: ben", timeout=WAIT_S * 1000)
+        finally:
+            browser.close()

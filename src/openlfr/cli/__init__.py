@@ -15,12 +15,17 @@ from openlfr.cli.deployment import deployment_app
 from openlfr.cli.evaluation import calibrate, evaluate
 from openlfr.cli.governance import report, retention_app, subject_app
 from openlfr.cli.live import replay
+from openlfr.cli.inputs import CheckedGroup
 from openlfr.cli.models import models_app
 from openlfr.cli.search import search
 from openlfr.cli.service import audit_app, serve, user_app
 from openlfr.cli.watchlist import watchlist_app
 
-app = typer.Typer(help="OpenLFR: open, accountable live facial recognition.", no_args_is_help=True)
+app = typer.Typer(
+    help="OpenLFR: open, accountable live facial recognition.",
+    no_args_is_help=True,
+    cls=CheckedGroup,  # no control characters in any argument (openlfr.inputs)
+)
 # Typer lists commands, then groups, each in the order registered here.
 app.add_typer(watchlist_app, name="watchlist")
 app.add_typer(deployment_app, name="deployment")

@@ -72,7 +72,10 @@ async function loggedIn(user) {
   for (const b of document.querySelectorAll("[data-roles]")) b.hidden = !allowed(b);
   const first = [...document.querySelectorAll("#nav button")].find((b) => !b.hidden);
   if (["reviewer", "authorising-officer"].includes(user.role)) connectEvents();
-  show(first.dataset.view);
+  // a pushed alert's console link (docs/alerts.md) opens that alert, for a role that may see it
+  const linked = /^#alert=([0-9a-f]{1,64})$/.exec(location.hash);
+  const alerts = document.querySelector('#nav button[data-view="alerts"]');
+  if (linked && alerts && !alerts.hidden) { state.linked = linked[1]; show("alerts"); } else show(first.dataset.view);
   say(`Logged in as ${user.name}.`);
 }
 
@@ -159,7 +162,8 @@ async function loadQueue(fresh) {
   if (!keep) {
     // take the focus only when nothing else has it: never snatch it from a reviewer at work
     const idle = !document.activeElement || document.activeElement === document.body;
-    if (state.queue.length) openAlert(state.queue[0].id, idle); else $("#alert").hidden = true;
+    if (state.linked) { openAlert(state.linked, idle); state.linked = null; }
+    else if (state.queue.length) openAlert(state.queue[0].id, idle); else $("#alert").hidden = true;
   }
 }
 
