@@ -28,7 +28,6 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from openlfr.errors import NotFoundError, OpenLFRError, PolicyError
-from openlfr.governance.cameras import check_cameras
 from openlfr.governance import audit
 from openlfr.governance.cameras import check_cameras
 from openlfr.governance.authorisation import check_can_start, check_threshold, deployment_model
@@ -109,7 +108,6 @@ def create_deployment(
         raise PolicyError(
             f"a deployment of {hours:.1f} h is longer than the policy's "
             f"{policy.deployment.max_hours:g} h"
-    check_cameras(cameras, policy.cameras)  # no file, host or device the policy does not allow
         )
     check_cameras(cameras, policy.cameras)  # no file, host or device the policy does not allow
     deployment = Deployment(
