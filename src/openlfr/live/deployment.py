@@ -29,8 +29,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from openlfr.errors import NotFoundError, OpenLFRError, PolicyError
 from openlfr.governance import audit
-from openlfr.governance.cameras import check_cameras
 from openlfr.governance.authorisation import check_can_start, check_threshold, deployment_model
+from openlfr.governance.cameras import check_cameras
 from openlfr.governance.policy import Policy, load_policy
 from openlfr.governance.review import flag_expired
 from openlfr.live.pipeline import AlertEvent, CameraCounts, LiveConfig, LivePipeline
