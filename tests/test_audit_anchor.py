@@ -114,12 +114,27 @@ def test_a_missing_or_forged_checkpoint_or_an_exposed_key_is_reported(database_u
     assert "not a readable checkpoint" in problem()
     path.unlink()
     assert "no checkpoint anchors the chain" in problem()
+    _append(store, 1)  # the next append does not quietly make a new one from the cut chain
+    assert "no checkpoint anchors the chain" in problem()
     path.write_text(original)
     checkpoint.key_path().chmod(0o644)
     assert "open to other users" in problem()
     checkpoint.key_path().chmod(0o600)
     checkpoint.key_path().write_text("0" * 64 + "\n")  # another key: the signature fails
     assert "forged" in problem()
+
+
+def test_a_store_from_before_checkpoints_is_anchored_by_its_next_append(
+    database_url: str,
+) -> None:
+    store = open_store(database_url)
+    _append(store, 3)
+    _checkpoint_file(store).unlink()
+    checkpoint.key_path().unlink()  # as an installation from before checkpoints has neither
+    _append(store, 1)
+    with store() as session:
+        result = audit.verify(session)
+    assert result.ok and result.checkpoint.startswith("entry 4 (4 entries)")
 
 
 def test_a_rolled_back_append_is_never_anchored(database_url: str) -> None:

@@ -108,12 +108,19 @@ def advance_checkpoint(engine: Engine) -> Checkpoint | None:
     """Extend the store's checkpoint over the committed entries that link on from it, under
     the checkpoint's lock, so that it only ever moves forward (whichever process gets there
     first anchors the others' entries too). A checkpoint the chain no longer reaches is left
-    as it is, for ``verify`` to report: the evidence of a truncation is never overwritten."""
+    as it is, for ``verify`` to report: the evidence of a truncation is never overwritten.
+    The first checkpoint is made only where there is no key yet (a new installation, or one
+    from before checkpoints); after that a missing one stays missing until ``anchor``."""
     store = checkpoint.store_identity(engine.url)
     if store is None:
         return None
     with checkpoint.lock(store), Session(engine) as session:
         current = checkpoint.read(store)
+        if current is None and checkpoint.key_path().exists():
+            # This host anchors already, yet this store has no checkpoint: it was lost or
+            # removed. Making a new one from the chain as it now is would hide a truncation.
+            log.warning("audit checkpoint missing: 'openlfr audit anchor' makes a new one")
+            return None
         entries, last_id, prev = 0, 0, GENESIS
         if current is not None:
             entries, last_id, prev = current.entries, current.last_id, current.last_hash

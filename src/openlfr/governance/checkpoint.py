@@ -108,8 +108,11 @@ def load_key(create: bool = False) -> bytes | None:
                 os.fsync(out.fileno())
     if not path.exists():
         return None
-    _private(path)
-    key = path.read_text().strip()
+    try:
+        _private(path)
+        key = path.read_text().strip()
+    except OSError as exc:  # e.g. another OS user's key: say so, do not crash
+        raise CheckpointError(f"the audit key {path} cannot be read: {exc}") from exc
     if len(key) < 64:
         raise CheckpointError(f"the audit key {path} is too short or empty")
     return key.encode()
@@ -122,9 +125,12 @@ def sign(key: bytes, checkpoint: Checkpoint) -> str:
 def read(store: str) -> Checkpoint | None:
     """The store's checkpoint, its signature checked; None when there is none."""
     path = checkpoint_path(store)
-    if not path.exists():
-        return None
-    _private(path)
+    try:
+        if not path.exists():
+            return None
+        _private(path)
+    except OSError as exc:
+        raise CheckpointError(f"the checkpoint {path} cannot be read: {exc}") from exc
     return load(path, store)
 
 
