@@ -16,7 +16,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from openlfr.errors import OpenLFRError
-from openlfr.live.deployment import DeploymentError, get_deployment, run_deployment
+from openlfr.live.deployment import (
+    DeploymentError,
+    StopRequest,
+    get_deployment,
+    run_deployment,
+)
 from openlfr.notify.pushes import alert_pusher
 from openlfr.store.models import Alert, Camera, Deployment
 
@@ -37,12 +42,25 @@ class Broadcaster:
         self._lock = threading.Lock()
         self._clients: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any]]]] = set()
         self._seen: OrderedDict[str, str] = OrderedDict()
+        self.closed = False
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
         with self._lock:
             self._clients.add((asyncio.get_running_loop(), queue))
+            if self.closed:
+                _end(queue)
         return queue
+
+    def close(self) -> None:
+        """The service is stopping: every stream gets ``SHUTDOWN`` and ends, so that no client
+        holds the shutdown open (the server waits for open responses before it stops)."""
+        with self._lock:
+            self.closed = True
+            clients = list(self._clients)
+        for loop, queue in clients:
+            with contextlib.suppress(RuntimeError):  # that client's loop has closed
+                loop.call_soon_threadsafe(_end, queue)
 
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         with self._lock:
@@ -75,9 +93,19 @@ class Broadcaster:
             self._seen.popitem(last=False)
 
 
+SHUTDOWN = {"type": "shutdown"}
+
+
 def _offer(queue: asyncio.Queue[dict[str, Any]], event: dict[str, Any]) -> None:
     if not queue.full():  # a client that reads nothing loses events rather than our memory
         queue.put_nowait(event)
+
+
+def _end(queue: asyncio.Queue[dict[str, Any]]) -> None:
+    """Queue the end of a stream; a full queue loses its oldest event rather than the end."""
+    if queue.full():
+        queue.get_nowait()
+    queue.put_nowait(SHUTDOWN)
 
 
 def alert_event(alert: Alert, deployment: str, camera: str) -> dict[str, Any]:
@@ -148,15 +176,22 @@ class DeploymentRunner:
     def __init__(self, store: sessionmaker[Session], broadcaster: Broadcaster):
         self.store, self.broadcaster = store, broadcaster
         self._threads: dict[int, threading.Thread] = {}
+        self._stops: dict[int, StopRequest] = {}
         self._errors: dict[int, str] = {}
+        self._closing = False
 
     def start(self, deployment_id: int, wait_s: float = 30.0) -> None:
         """Start it and return once it runs; a refusal (wrong status, empty watchlist, outside
         its window) is raised here rather than lost in the thread."""
+        if self._closing:
+            raise DeploymentError("the service is shutting down: no deployment starts now")
         existing = self._threads.get(deployment_id)
         if existing is not None and existing.is_alive():
             raise DeploymentError(f"deployment {deployment_id} is already running here")
         self._errors.pop(deployment_id, None)
+        self._stops[deployment_id] = StopRequest()
+        # This thread spawns the camera workers and must outlive them: on Linux they are
+        # killed when it ends (live.worker.die_with_parent).
         thread = threading.Thread(
             target=self._run, args=(deployment_id,), name=f"deployment-{deployment_id}", daemon=True
         )
@@ -194,7 +229,9 @@ class DeploymentRunner:
 
         try:
             pusher = alert_pusher(self.store, deployment_id)
-            run_deployment(self.store, deployment_id, on_alert=on_alert)
+            run_deployment(
+                self.store, deployment_id, on_alert=on_alert, stop=self._stops[deployment_id]
+            )
         except OpenLFRError as exc:
             self._errors[deployment_id] = str(exc)
         except Exception as exc:
@@ -205,13 +242,15 @@ class DeploymentRunner:
                 pusher.close()  # what is still queued gets a few seconds; counts are kept
             self.broadcaster.publish({"type": "deployment", "deployment_id": deployment_id})
 
-    def shutdown(self, timeout_s: float = 15.0) -> None:
-        """Ask every deployment of this server to stop (each destroys its snapshot)."""
-        from openlfr.live.deployment import request_stop
+    def stop_all(self, reason: str = "stopped: the service shut down") -> None:
+        """Ask every deployment of this server to stop, and refuse new starts; returns at once
+        (each deployment sees it within its poll interval and destroys its snapshot)."""
+        self._closing = True
+        for stop in self._stops.values():
+            stop.request(reason)
 
-        for deployment_id, thread in self._threads.items():
-            if thread.is_alive():
-                with self.store() as session, contextlib.suppress(OpenLFRError):
-                    request_stop(session, deployment_id)
-        for thread in self._threads.values():
+    def shutdown(self, timeout_s: float = 15.0) -> None:
+        """Stop every deployment of this server and wait for them to end."""
+        self.stop_all()
+        for thread in list(self._threads.values()):
             thread.join(timeout=timeout_s)

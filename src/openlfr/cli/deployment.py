@@ -189,6 +189,7 @@ def deployment_show(
     from sqlalchemy import select
 
     from openlfr.live.deployment import get_deployment, recover_crashed
+    from openlfr.live.supervisor import camera_record
     from openlfr.notify.pushes import push_record, pushes_of
     from openlfr.store.models import Alert
 
@@ -224,18 +225,8 @@ def deployment_show(
             "authorised_by": d.authorised_by,
             "authorised_at": str(d.authorised_at) if d.authorised_at else None,
             "threshold_override_reason": d.threshold_override_reason,
-            "cameras": [
-                {
-                    "name": c.name,
-                    "source": c.source,
-                    "frames": c.frames,
-                    "frames_dropped": c.frames_dropped,
-                    "faces_processed": c.faces_processed,
-                    "alerts": c.alerts,
-                    "error": c.error,
-                }
-                for c in d.cameras
-            ],
+            # counts, state, crashes (with the last cause) and error of each camera
+            "cameras": [camera_record(c, d.status) for c in d.cameras],
             # where its alerts are pushed, with delivery counts (no secret: none is stored)
             "pushes": [
                 {**push_record(p), "configured_at": str(p.configured_at)}
@@ -263,10 +254,20 @@ def deployment_show(
 
 @deployment_app.command("run")
 def deployment_run(deployment_id: int) -> None:
-    """Run a deployment until its end time or 'openlfr deployment stop'; one process per camera."""
-    from openlfr.live.deployment import run_deployment
+    """Run a deployment until its end time or 'openlfr deployment stop'; one process per camera.
+
+    SIGTERM or Ctrl-C stops it as 'deployment stop' would (its snapshot is destroyed); a crashed
+    camera is restarted; if this process is killed outright, its camera workers die with it."""
+    import signal
+
+    from openlfr.live.deployment import StopRequest, run_deployment
     from openlfr.notify.pushes import alert_pusher
     from openlfr.store.db import open_store
+
+    stop = StopRequest()
+
+    def on_signal(number: int, _frame: object) -> None:
+        stop.request(f"stopped: the runner received {signal.Signals(number).name}")
 
     def show(event) -> None:  # type: ignore[no-untyped-def]
         err.print(
@@ -285,11 +286,15 @@ def deployment_run(deployment_id: int) -> None:
             pusher.submit(event)  # queued, never waited for
         show(event)
 
+    # restored at the end: a caller in the same process (a test) keeps its own handlers
+    previous = {n: signal.signal(n, on_signal) for n in (signal.SIGTERM, signal.SIGINT)}
     try:
-        deployment = run_deployment(store, deployment_id, on_alert=on_alert)
+        deployment = run_deployment(store, deployment_id, on_alert=on_alert, stop=stop)
     except OpenLFRError as exc:
         raise _fail(exc) from exc
     finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         if pusher is not None:
             err.print(f"alerts pushed: {pusher.summary(pusher.close())}")
     err.print(f"deployment {deployment_id} ended: {deployment.end_reason}; snapshot destroyed")

@@ -30,13 +30,12 @@ def serve(
 ) -> None:
     """Run the operator service: API (OpenAPI at /docs), live alerts and the console at /.
     Requests are logged by route template, never by path (api/security.py)."""
-    import uvicorn
-
     from openlfr.api.app import create_app
     from openlfr.api.security import log_config
+    from openlfr.api.server import serve as run_server
 
     err.print(f"OpenLFR service on http://{host}:{port}/ (API description: /docs)")
-    uvicorn.run(
+    run_server(  # uvicorn.run, with a shutdown no event stream holds open (api/server.py)
         create_app(),
         host=host,
         port=port,

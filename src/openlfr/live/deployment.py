@@ -5,21 +5,19 @@
     ...                       cameras={"north": "rtsp://10.0.0.5/stream"}, created_by="insp1")
     >>> run_deployment(session_factory, d.id)      # blocks until the end time or a stop
 
-Each camera runs in its own worker process (``camera_worker``): the frozen templates in, alert
-events and counts out through a queue. The parent process alone writes to the store. Whatever
-ends a deployment (its end time, ``openlfr deployment stop``, a failure, or the next start
-after a crash) destroys its watchlist snapshot.
+Each camera runs in its own worker process (``openlfr.live.worker``): the frozen templates in,
+alert events and counts out through a pipe; a worker cannot outlive the process that runs the
+deployment, and a crashed one is restarted with backoff (``openlfr.live.supervisor``). The
+parent process alone writes to the store. Whatever ends a deployment (its end time,
+``openlfr deployment stop``, a stop from its own process, a failure, or the next start after a
+crash) destroys its watchlist snapshot.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import os
-import queue
 import socket
-import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,21 +28,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from openlfr.errors import NotFoundError, OpenLFRError, PolicyError
 from openlfr.governance import audit
 from openlfr.governance.authorisation import check_can_start, check_threshold, deployment_model
-from openlfr.governance.cameras import check_cameras
 from openlfr.governance.policy import Policy, load_policy
 from openlfr.governance.review import flag_expired
-from openlfr.live.pipeline import AlertEvent, CameraCounts, LiveConfig, LivePipeline
-from openlfr.live.runner import run_camera
-from openlfr.live.sources import open_source
-from openlfr.matching import WatchlistIndex, default_threshold
+from openlfr.live.pipeline import LiveConfig
+from openlfr.live.supervisor import CameraSupervisor
+from openlfr.live.supervisor import forward_suppressions as _forward_suppressions
+from openlfr.live.worker import WorkerJob, camera_worker
+from openlfr.matching import default_threshold
 from openlfr.store.models import (
-    Alert,
     Camera,
     Deployment,
     ReferenceImage,
     SnapshotTemplate,
     Subject,
-    Suppression,
     Template,
     utcnow,
 )
@@ -52,6 +48,8 @@ from openlfr.store.watchlists import get_watchlist, load_templates
 from openlfr.vision.models import get_model
 
 log = logging.getLogger(__name__)
+# where they lived before live.worker and live.supervisor
+__all__ = ["WorkerJob", "_forward_suppressions", "camera_worker"]
 
 
 class DeploymentError(OpenLFRError):
@@ -109,7 +107,6 @@ def create_deployment(
             f"a deployment of {hours:.1f} h is longer than the policy's "
             f"{policy.deployment.max_hours:g} h"
         )
-    check_cameras(cameras, policy.cameras)  # no file, host or device the policy does not allow
     deployment = Deployment(
         name=name,
         location=location,
@@ -244,52 +241,17 @@ def request_stop(session: Session, deployment_id: int) -> None:
     session.commit()
 
 
-@dataclass
-class WorkerJob:
-    """Everything a camera worker needs: picklable, so it could run on another machine."""
+class StopRequest:
+    """A stop asked of a deployment from inside the process that runs it (a signal, the
+    service shutting down), without a round trip to the store. ``request`` only assigns an
+    attribute, so it is safe to call from a signal handler."""
 
-    camera_id: int
-    camera: str
-    source: str
-    embeddings: np.ndarray
-    subject_ids: np.ndarray
-    subject_names: dict[int, str]
-    config: LiveConfig
-    deadline: float  # time.time() of the deployment's end
-    model: str  # the face model of the templates; the worker embeds with the same one
+    def __init__(self) -> None:
+        self.reason: str | None = None
 
-
-def camera_worker(job: WorkerJob, events: Any, stop: Any, suppressions: Any = None) -> None:
-    """Worker process body: one camera's source through the pipeline, events onto ``events``;
-    (track, subject id) pairs arriving on ``suppressions`` stop that face alerting for that
-    subject."""
-    index = WatchlistIndex(job.embeddings, job.subject_ids, job.subject_names, model=job.model)
-    pipeline = LivePipeline(index, camera=job.camera, config=job.config)
-    pipeline.warm_up()
-
-    def should_stop() -> bool:  # called once per frame: the moment to take in suppressions
-        while suppressions is not None:
-            try:
-                pipeline.suppressed.add(suppressions.get_nowait())
-            except queue.Empty:
-                break
-        return stop.is_set()
-
-    try:
-        with open_source(job.source) as source:
-            run_camera(
-                source,
-                pipeline,
-                lambda e: events.put(("alert", job.camera_id, e)),
-                realtime=True,
-                should_stop=should_stop,
-                deadline=job.deadline,
-                on_counts=lambda c: events.put(("counts", job.camera_id, c)),
-            )
-    except OpenLFRError as exc:
-        events.put(("error", job.camera_id, str(exc)))
-    finally:
-        events.put(("done", job.camera_id, None))
+    def request(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
 
 
 def run_deployment(
@@ -298,8 +260,11 @@ def run_deployment(
     *,
     on_alert: Any = None,
     poll_s: float = 0.5,
+    stop: StopRequest | None = None,
 ) -> Deployment:
-    """Start a deployment, run every camera until the end time or a stop, then end it."""
+    """Start a deployment, run every camera until the end time or a stop (``openlfr deployment
+    stop``, or ``stop.request(reason)`` from this process), then end it. A crashed camera
+    worker is restarted with backoff while it runs (``openlfr.live.supervisor``)."""
     with session_factory() as session:
         recover_crashed(session)
         deployment = get_deployment(session, deployment_id)
@@ -329,7 +294,7 @@ def run_deployment(
         deployment.snapshot_size = size
         session.commit()
         try:
-            _run_cameras(session, deployment, on_alert, poll_s)
+            _run_cameras(session, deployment, on_alert, poll_s, stop)
         except BaseException:
             session.rollback()
             end_deployment(session, deployment, "failed: the runner stopped on an error")
@@ -337,7 +302,13 @@ def run_deployment(
         return deployment
 
 
-def _run_cameras(session: Session, deployment: Deployment, on_alert: Any, poll_s: float) -> None:
+def _run_cameras(
+    session: Session,
+    deployment: Deployment,
+    on_alert: Any,
+    poll_s: float,
+    stop: StopRequest | None,
+) -> None:
     snapshot = session.scalars(
         select(SnapshotTemplate).where(SnapshotTemplate.deployment_id == deployment.id)
     ).all()
@@ -348,12 +319,8 @@ def _run_cameras(session: Session, deployment: Deployment, on_alert: Any, poll_s
     model = deployment_model(deployment)
     threshold = deployment.threshold or default_threshold(len(names), model)
     deadline = as_utc(deployment.ends_at).timestamp()
-    context = mp.get_context("spawn")  # a clean interpreter per camera, as on a cluster
-    events, stop = context.Queue(), context.Event()
-    workers = []
-    suppressions: dict[str, Any] = {}  # camera name -> its worker's suppression queue
-    for camera in deployment.cameras:
-        job = WorkerJob(
+    jobs = [
+        WorkerJob(
             camera.id,
             camera.name,
             camera.source,
@@ -364,114 +331,15 @@ def _run_cameras(session: Session, deployment: Deployment, on_alert: Any, poll_s
             deadline,
             model,
         )
-        suppressions[camera.name] = context.Queue()
-        worker = context.Process(
-            target=camera_worker, args=(job, events, stop, suppressions[camera.name]), daemon=True
-        )
-        worker.start()
-        workers.append(worker)
-    cameras = {c.id: c for c in deployment.cameras}
-    running = set(cameras)
-    reason: str | None = None
-    last_suppression = 0
-    next_check = 0.0
-    while running:
-        if time.time() >= deadline and reason is None:
-            stop.set()
-            reason = "time limit reached"
-        # The store is asked about stop requests and suppressions once per poll interval,
-        # not once per event: a busy camera sends many events a second.
-        if time.monotonic() >= next_check:
-            next_check = time.monotonic() + poll_s
-            session.refresh(deployment, ["stop_requested"])
-            if deployment.suppress_no_match:
-                last_suppression = _forward_suppressions(
-                    session, deployment.id, last_suppression, suppressions
-                )
-            if deployment.stop_requested and reason is None:
-                stop.set()
-                reason = "stopped by an operator"
-        try:
-            kind, camera_id, payload = events.get(timeout=poll_s)
-        except queue.Empty:
-            if not any(w.is_alive() for w in workers):
-                break
-            continue
-        camera = cameras[camera_id]
-        if kind == "alert" and time.time() > deadline:
-            continue  # raised after the hard end: not a lawful alert, not kept
-        if kind == "alert":
-            _store_alert(session, deployment, camera, payload, reference)
-            session.commit()  # before the callback, which may tell a reviewer to fetch it
-            if on_alert:
-                on_alert(payload)
-        elif kind == "counts":
-            _store_counts(camera, payload)
-        elif kind == "error":
-            camera.error = payload
-            log.error("camera %s: %s", camera.name, payload)
-        elif kind == "done":
-            running.discard(camera_id)
-        session.commit()
-    stop.set()
-    for worker in workers:
-        worker.join(timeout=10)
-        if worker.is_alive():
-            worker.kill()
-    if all(c.error for c in cameras.values()):
-        reason = "failed: no camera could run"
-    end_deployment(session, deployment, reason or "every camera's source ended")
-
-
-def _forward_suppressions(
-    session: Session, deployment_id: int, after_id: int, queues: dict[str, Any]
-) -> int:
-    """Send suppressions recorded since ``after_id`` to their camera's worker."""
-    rows = session.scalars(
-        select(Suppression)
-        .where(Suppression.deployment_id == deployment_id, Suppression.id > after_id)
-        .order_by(Suppression.id)
-    ).all()
-    for row in rows:
-        if row.camera in queues:
-            queues[row.camera].put((row.track, row.subject_id))
-        after_id = row.id
-    return after_id
-
-
-def _store_counts(camera: Camera, counts: CameraCounts) -> None:
-    camera.frames, camera.frames_dropped = counts.frames, counts.frames_dropped
-    camera.faces_processed, camera.alerts = counts.faces_processed, counts.alerts
-
-
-def _store_alert(
-    session: Session,
-    deployment: Deployment,
-    camera: Camera,
-    event: AlertEvent,
-    reference: dict[int, bytes],
-) -> None:
-    alert = session.get(Alert, event.alert_id)
-    if alert is None:
-        session.add(
-            Alert(
-                id=event.alert_id,
-                deployment_id=deployment.id,
-                camera_id=camera.id,
-                track=event.track,
-                frame=event.frame,
-                time_s=event.time_s,
-                subject_id=event.subject_id,
-                subject_name=event.subject,
-                score=event.score,
-                similarity=event.similarity,
-                box=event.box,
-                latency_s=event.latency_s,
-                probe_image=event.probe_jpeg,
-                reference_image=reference[event.subject_id],
-            )
-        )
-    else:  # a stronger shot of the same person: better evidence for the reviewer
-        alert.track, alert.frame, alert.time_s = event.track, event.frame, event.time_s
-        alert.score, alert.similarity, alert.box = event.score, event.similarity, event.box
-        alert.probe_image, alert.updated_at = event.probe_jpeg, utcnow()
+        for camera in deployment.cameras
+    ]
+    supervisor = CameraSupervisor(
+        session,
+        deployment,
+        jobs,
+        reference,
+        on_alert=on_alert,
+        poll_s=poll_s,
+        stop_reason=lambda: stop.reason if stop is not None else None,
+    )
+    end_deployment(session, deployment, supervisor.run())

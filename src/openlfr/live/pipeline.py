@@ -83,13 +83,20 @@ class _Raised:
 
 class LivePipeline:
     def __init__(
-        self, index: WatchlistIndex, *, camera: str = "camera", config: LiveConfig | None = None
+        self,
+        index: WatchlistIndex,
+        *,
+        camera: str = "camera",
+        config: LiveConfig | None = None,
+        first_track_id: int = 1,
     ) -> None:
         self.index = index
         self.model = get_model(index.model)  # probes are embedded by the templates' model
         self.camera = camera
         self.config = config or LiveConfig()
-        self.tracker = IouTracker(self.config.track_min_iou, self.config.track_max_missed)
+        self.tracker = IouTracker(
+            self.config.track_min_iou, self.config.track_max_missed, first_id=first_track_id
+        )
         self.counts = CameraCounts()
         self.threshold = (
             index.default_threshold() if self.config.threshold is None else self.config.threshold

@@ -23,11 +23,14 @@ def run_camera(
     deadline: float | None = None,
     on_counts: Callable[[CameraCounts], None] | None = None,
     counts_every_s: float = 5.0,
+    started: float | None = None,
 ) -> CameraCounts:
     """Process ``source`` until it ends, ``should_stop()`` is true or ``deadline`` (a
     ``time.time()``) passes. ``realtime`` paces a file as if it were live: frames it cannot
-    keep up with are dropped and counted, as a live source's are."""
-    started = time.monotonic()
+    keep up with are dropped and counted, as a live source's are. ``started`` (a
+    ``time.monotonic()``, default now) is when a paced file began playing: a restarted worker
+    resumes it where a live picture would be, and counts the frames it missed as dropped."""
+    started = time.monotonic() if started is None else started
     last_counts = started
     for frame in source.frames():
         if should_stop() or (deadline is not None and time.time() >= deadline):

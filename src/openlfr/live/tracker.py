@@ -38,11 +38,13 @@ class Track:
 class IouTracker:
     """Greedy IoU association of each frame's detections with the live tracks."""
 
-    def __init__(self, min_iou: float = 0.3, max_missed: int = 12) -> None:
+    def __init__(self, min_iou: float = 0.3, max_missed: int = 12, first_id: int = 1) -> None:
         self.min_iou = min_iou
         self.max_missed = max_missed
         self.tracks: dict[int, Track] = {}
-        self._next_id = 1
+        # A restarted camera worker starts from a higher id, so that a track id (which alerts
+        # and suppressions name) never means two faces within one deployment.
+        self._next_id = first_id
 
     def update(
         self, detections: list[Detection], frame_index: int

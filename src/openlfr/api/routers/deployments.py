@@ -12,6 +12,7 @@ from openlfr.api import roles
 from openlfr.api.deps import DbSession, allow
 from openlfr.api.routers.models import model_unit
 from openlfr.api.schemas import (
+    CameraOut,
     DeploymentCreate,
     DeploymentOut,
     PushOut,
@@ -28,6 +29,7 @@ from openlfr.live.deployment import (
     recover_crashed,
     request_stop,
 )
+from openlfr.live.supervisor import camera_record
 from openlfr.notify import PushConfigError
 from openlfr.notify.pushes import configure_pushes, push_record, pushes_of
 from openlfr.store.models import Adjudication, Alert, Deployment, User, utcnow
@@ -60,6 +62,8 @@ def deployment_out(
     if counts is None:
         counts = _counts(session, [d.id])
     out = DeploymentOut.model_validate(d)
+    # each camera's state, crashes and error, which the supervisor keeps in its error column
+    out.cameras = [CameraOut.model_validate(camera_record(c, d.status)) for c in d.cameras]
     out.pushes = [PushOut.model_validate(push_record(p)) for p in pushes_of(session, d.id)]
     out.model = deployment_model(d)  # those planned before models had one searched with dlib
     out.faces_processed = sum(c.faces_processed for c in d.cameras)

@@ -26,7 +26,8 @@ KEEPALIVE_S = 15.0
 async def events(
     request: Request, user: Annotated[User, Depends(allow(roles.ALERT_READ))]
 ) -> StreamingResponse:
-    """``event: alert`` / ``event: deployment`` with a JSON ``data`` line; no images."""
+    """``event: alert`` / ``event: deployment`` with a JSON ``data`` line; no images. The
+    stream ends with ``event: shutdown`` when the service stops."""
     broadcaster = request.app.state.broadcaster
     queue = broadcaster.subscribe()
 
@@ -42,6 +43,8 @@ async def events(
                     yield ": keep-alive\n\n"
                     continue
                 yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+                if event["type"] == "shutdown":  # the service is stopping: end the response
+                    return
         finally:
             broadcaster.unsubscribe(queue)
 

@@ -1,0 +1,409 @@
+"""Supervision of a deployment's camera workers: start one per camera, restart a crashed one
+with backoff while the deployment runs, count what its gaps cost, stop them all at the end.
+
+A worker *ends* when its source ends (``done``) or cannot be read (``error``: a file that is
+not a video, a stream that cannot be opened; a restart would fail the same way). It *crashes*
+when it dies any other way: killed by a signal, or an unexpected exception. A crash is recorded
+with its cause (the exit signal or code, or the exception's type and message without personal
+data) and the worker is restarted after 1, 2, 4... up to 30 s, for as long as the deployment
+runs; the deployment still ends at its hard end, whatever its cameras do.
+
+What the board shows about a camera beyond its counts is its ``CameraHealth``. It is kept in
+the camera's ``error`` column as JSON, so that no migration was needed; ``camera_record`` reads
+it back (a plain-text error of an older release included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import multiprocessing as mp
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from openlfr.live.pipeline import AlertEvent, CameraCounts
+from openlfr.live.worker import WorkerJob, camera_worker
+from openlfr.store.models import Alert, Camera, Deployment, Suppression, utcnow
+
+log = logging.getLogger(__name__)
+
+BACKOFF_FIRST_S = 1.0
+BACKOFF_MAX_S = 30.0
+STABLE_S = 60.0  # a worker that ran this long before it crashed restarts after BACKOFF_FIRST_S
+STOP_GRACE_S = 5.0  # a worker asked to stop that has not ended by then is killed
+TRACK_IDS_PER_RUN = 1_000_000  # track ids a worker may use before the next one's begin
+
+
+@dataclass
+class CameraHealth:
+    """A camera's state (planned, starting, running, restarting, ended, failed), its worker's
+    crashes and restarts, the last crash's cause and time (UTC, ISO), the seconds it had no
+    worker after a crash, and the error that stopped it for good, if one did."""
+
+    state: str = "starting"
+    crashes: int = 0
+    restarts: int = 0
+    last_crash: str | None = None
+    last_crash_at: str | None = None
+    down_s: float = 0.0
+    error: str | None = None
+
+    def column(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def of(cls, camera: Camera, deployment_status: str) -> CameraHealth:
+        """Read back what the supervisor wrote into ``camera.error`` (a plain text there is an
+        older release's error; nothing is a camera that has not run under supervision)."""
+        text = camera.error
+        if text and text.startswith("{"):
+            try:
+                values = json.loads(text)
+                return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+            except (ValueError, TypeError):
+                pass
+        if text:
+            return cls(state="failed", error=text)
+        states = {"planned": "planned", "running": "starting"}
+        return cls(state=states.get(deployment_status, "ended"))
+
+
+def camera_record(camera: Camera, deployment_status: str) -> dict[str, Any]:
+    """A camera as the API and ``deployment show`` present it: counts and health."""
+    health = CameraHealth.of(camera, deployment_status)
+    return {
+        "id": camera.id,
+        "name": camera.name,
+        "source": camera.source,
+        "frames": camera.frames,
+        "frames_dropped": camera.frames_dropped,
+        "faces_processed": camera.faces_processed,
+        "alerts": camera.alerts,
+        **asdict(health),
+        "down_s": round(health.down_s, 1),
+    }
+
+
+def exit_cause(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "the worker vanished"
+    if exitcode < 0:
+        try:
+            return f"killed by signal {-exitcode} ({signal.Signals(-exitcode).name})"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exited with code {exitcode}"
+
+
+@dataclass
+class _Slot:
+    """One camera under supervision: its current worker, if any, and its history."""
+
+    camera: Camera
+    job: WorkerJob
+    health: CameraHealth = field(default_factory=CameraHealth)
+    process: BaseProcess | None = None
+    events: Connection | None = None
+    control: Connection | None = None
+    finished: bool = False  # its source ended or cannot be read: nothing to restart
+    crash: str | None = None  # the cause its current worker reported before it died
+    killed: bool = False  # the supervisor killed it at the end: not a crash
+    runs: int = 0
+    restart_at: float = 0.0  # time.monotonic() when the next worker is due
+    run_started: float = 0.0
+    down_since: float | None = None
+    streak: int = 0  # crashes in a row, each within STABLE_S of its start
+    live: bool = False
+    rate: float = 0.0  # frames per second a live source delivered (to count a gap's frames)
+    base: CameraCounts = field(default_factory=CameraCounts)  # what earlier workers counted
+    counts: CameraCounts = field(default_factory=CameraCounts)  # the current worker's
+
+
+class CameraSupervisor:
+    """Runs ``jobs`` (one per camera of ``deployment``) until every source ends, the deadline,
+    or ``stop_reason()`` returns a reason; writes alerts, counts and health to ``session``."""
+
+    def __init__(
+        self,
+        session: Session,
+        deployment: Deployment,
+        jobs: list[WorkerJob],
+        reference: dict[int, bytes],
+        *,
+        on_alert: Callable[[AlertEvent], None] | None,
+        poll_s: float,
+        stop_reason: Callable[[], str | None],
+    ) -> None:
+        self.session, self.deployment, self.reference = session, deployment, reference
+        self.on_alert, self.poll_s, self.stop_reason = on_alert, poll_s, stop_reason
+        cameras = {c.id: c for c in deployment.cameras}
+        self.slots = [_Slot(cameras[job.camera_id], job) for job in jobs]
+        self.deadline = jobs[0].deadline
+        self.context = mp.get_context("spawn")  # a clean interpreter per camera, as on a cluster
+        self.reason: str | None = None
+        self._stop_at = 0.0
+        self._last_suppression = 0
+
+    def run(self) -> str:
+        """Supervise until the end; returns the deployment's end reason. Whatever happens,
+        no worker is left running when it returns or raises."""
+        try:
+            self._loop()
+        finally:
+            for slot in self.slots:
+                if slot.process is not None:
+                    slot.killed = True
+                    slot.process.kill()
+                    self._ended(slot)
+        for slot in self.slots:
+            slot.health.state = "failed" if slot.health.error else "ended"
+            slot.camera.error = slot.health.column()
+        if all(slot.health.error for slot in self.slots):
+            return "failed: no camera could run"
+        return self.reason or "every camera's source ended"
+
+    def _loop(self) -> None:
+        next_check = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= next_check:
+                next_check = now + self.poll_s
+                self._check_store()
+            if self.reason is None:
+                reason = self.stop_reason()
+                if time.time() >= self.deadline:
+                    reason = "time limit reached"
+                if reason:
+                    self._stop_all(reason)
+            if self.reason is None:
+                for slot in self.slots:
+                    if slot.process is None and not slot.finished and now >= slot.restart_at:
+                        self._start(slot)
+            running = [s for s in self.slots if s.process is not None]
+            if not running and (self.reason or all(s.finished for s in self.slots)):
+                return
+            if self.reason and now >= self._stop_at:
+                for slot in running:  # asked to stop, and still not ended
+                    slot.killed = True
+                    slot.process.kill()  # type: ignore[union-attr]
+            timeout = self.poll_s
+            waiting = [s.restart_at - now for s in self.slots if s.process is None]
+            if self.reason is None and waiting:
+                timeout = min(timeout, max(0.01, min(waiting)))
+            for conn in wait([s.events for s in running], timeout=timeout):  # type: ignore[misc]
+                self._read(next(s for s in running if s.events is conn))
+            self.session.commit()
+
+    def _check_store(self) -> None:
+        """Stop requests and suppressions, read once per poll interval (not once per event: a
+        busy camera sends many events a second)."""
+        self.session.refresh(self.deployment, ["stop_requested"])
+        if self.deployment.stop_requested and self.reason is None:
+            self._stop_all("stopped by an operator")
+        if self.deployment.suppress_no_match:
+            controls = {s.camera.name: _Control(s) for s in self.slots}
+            self._last_suppression = forward_suppressions(
+                self.session, self.deployment.id, self._last_suppression, controls
+            )
+
+    def _start(self, slot: _Slot) -> None:
+        job = slot.job
+        job.first_track_id = slot.runs * TRACK_IDS_PER_RUN + 1
+        events_in, events_out = self.context.Pipe(duplex=False)
+        control_in, control_out = self.context.Pipe(duplex=False)
+        process = self.context.Process(
+            target=camera_worker,
+            args=(job, events_out, control_in),
+            name=f"openlfr-camera-{slot.camera.name}",
+            daemon=True,
+        )
+        process.start()
+        # The parent keeps only its own ends: the worker's death then reads as the end of
+        # ``events``, and closing ``control`` reaches the worker as its end.
+        events_out.close()
+        control_in.close()
+        if slot.runs:
+            slot.health.restarts += 1
+            log.warning("camera %s: worker restarted (restart %d)", slot.camera.name, slot.runs)
+        slot.process, slot.events, slot.control = process, events_in, control_out
+        slot.runs += 1
+        slot.crash, slot.killed, slot.counts = None, False, CameraCounts()
+        slot.run_started = time.monotonic()
+        slot.health.state = "starting"
+        slot.camera.error = slot.health.column()
+
+    def _stop_all(self, reason: str) -> None:
+        self.reason = reason
+        self._stop_at = time.monotonic() + STOP_GRACE_S
+        for slot in self.slots:
+            if slot.control is not None:
+                slot.control.close()
+                slot.control = None
+
+    def _read(self, slot: _Slot) -> None:
+        assert slot.events is not None
+        for _ in range(100):  # then the other cameras' turn
+            try:
+                if not slot.events.poll():
+                    return
+                kind, payload = slot.events.recv()
+            except (EOFError, OSError):  # the worker has gone (a message cut short included)
+                self._ended(slot)
+                return
+            self._handle(slot, kind, payload)
+
+    def _handle(self, slot: _Slot, kind: str, payload: Any) -> None:
+        camera = slot.camera
+        if kind == "alert":
+            if time.time() > self.deadline:
+                return  # raised after the hard end: not a lawful alert, not kept
+            _store_alert(self.session, self.deployment, camera, payload, self.reference)
+            self.session.commit()  # before the callback, which may tell a reviewer to fetch it
+            if self.on_alert:
+                self.on_alert(payload)
+        elif kind == "counts":
+            slot.counts = payload
+            _store_counts(camera, slot.base, payload)
+        elif kind == "started":
+            origin, slot.live = payload
+            if slot.job.origin is None:
+                slot.job.origin = origin
+            if slot.down_since is not None:
+                gap = time.monotonic() - slot.down_since
+                slot.health.down_s += gap
+                if slot.live:  # a file's missed frames are counted by its next worker
+                    slot.base.frames_dropped += round(gap * slot.rate)
+                slot.down_since = None
+            slot.health.state = "running"
+            camera.error = slot.health.column()
+            _store_counts(camera, slot.base, slot.counts)
+        elif kind == "error":
+            slot.health.error = payload
+            log.error("camera %s: %s", camera.name, payload)
+        elif kind == "crash":
+            slot.crash = payload
+        elif kind == "done":
+            slot.finished = True
+
+    def _ended(self, slot: _Slot) -> None:
+        """The worker's events pipe has closed: it ended, crashed or was killed."""
+        process = slot.process
+        assert process is not None and slot.events is not None
+        process.join(timeout=STOP_GRACE_S)  # its pipe has closed: it is on its way out
+        if process.is_alive():
+            process.kill()
+            process.join()
+        slot.events.close()
+        if slot.control is not None:
+            slot.control.close()
+        exitcode = process.exitcode
+        process.close()
+        slot.process = slot.events = slot.control = None
+        now = time.monotonic()
+        ran = now - slot.run_started
+        slot.base = _plus(slot.base, slot.counts)
+        if slot.live and ran > 0 and slot.counts.frames:
+            slot.rate = (slot.counts.frames + slot.counts.frames_dropped) / ran
+        slot.counts = CameraCounts()
+        _store_counts(slot.camera, slot.base, slot.counts)
+        if slot.finished or slot.killed or slot.health.error:
+            slot.finished = True
+            slot.health.state = "failed" if slot.health.error else "ended"
+            slot.camera.error = slot.health.column()
+            return
+        cause = slot.crash or exit_cause(exitcode)
+        slot.health.crashes += 1
+        slot.health.last_crash = cause
+        slot.health.last_crash_at = utcnow().isoformat(timespec="seconds")
+        slot.streak = 1 if ran >= STABLE_S else slot.streak + 1
+        delay = min(BACKOFF_FIRST_S * 2 ** (slot.streak - 1), BACKOFF_MAX_S)
+        slot.restart_at = now + delay
+        slot.down_since = slot.down_since or now
+        slot.health.state = "restarting"
+        slot.camera.error = slot.health.column()
+        log.error(
+            "camera %s: worker crashed (%s); restart in %.0f s", slot.camera.name, cause, delay
+        )
+
+
+class _Control:
+    """A camera's current worker, as somewhere to ``put`` a suppression."""
+
+    def __init__(self, slot: _Slot) -> None:
+        self.slot = slot
+
+    def put(self, suppression: tuple[int, int]) -> None:
+        if self.slot.control is None:
+            return  # between workers: the next one has new track ids, so nothing is lost
+        # OSError: that worker has just died (same as above)
+        with contextlib.suppress(OSError):
+            self.slot.control.send(suppression)
+
+
+def forward_suppressions(
+    session: Session, deployment_id: int, after_id: int, queues: dict[str, Any]
+) -> int:
+    """Put each suppression recorded since ``after_id`` to its camera (``queues``: camera name
+    -> anything with ``put``); returns the last id seen."""
+    rows = session.scalars(
+        select(Suppression)
+        .where(Suppression.deployment_id == deployment_id, Suppression.id > after_id)
+        .order_by(Suppression.id)
+    ).all()
+    for row in rows:
+        if row.camera in queues:
+            queues[row.camera].put((row.track, row.subject_id))
+        after_id = row.id
+    return after_id
+
+
+def _plus(a: CameraCounts, b: CameraCounts) -> CameraCounts:
+    return CameraCounts(**{f.name: getattr(a, f.name) + getattr(b, f.name) for f in fields(a)})
+
+
+def _store_counts(camera: Camera, base: CameraCounts, current: CameraCounts) -> None:
+    total = _plus(base, current)
+    camera.frames, camera.frames_dropped = total.frames, total.frames_dropped
+    camera.faces_processed, camera.alerts = total.faces_processed, total.alerts
+
+
+def _store_alert(
+    session: Session,
+    deployment: Deployment,
+    camera: Camera,
+    event: AlertEvent,
+    reference: dict[int, bytes],
+) -> None:
+    alert = session.get(Alert, event.alert_id)
+    if alert is None:
+        session.add(
+            Alert(
+                id=event.alert_id,
+                deployment_id=deployment.id,
+                camera_id=camera.id,
+                track=event.track,
+                frame=event.frame,
+                time_s=event.time_s,
+                subject_id=event.subject_id,
+                subject_name=event.subject,
+                score=event.score,
+                similarity=event.similarity,
+                box=event.box,
+                latency_s=event.latency_s,
+                probe_image=event.probe_jpeg,
+                reference_image=reference[event.subject_id],
+            )
+        )
+    else:  # a stronger shot of the same person: better evidence for the reviewer
+        alert.track, alert.frame, alert.time_s = event.track, event.frame, event.time_s
+        alert.score, alert.similarity, alert.box = event.score, event.similarity, event.box
+        alert.probe_image, alert.updated_at = event.probe_jpeg, utcnow()
