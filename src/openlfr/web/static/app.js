@@ -275,6 +275,18 @@ function left(seconds) {
   return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} min`;
 }
 
+// Each camera's state, and its crashes: a crash reads as a crash, with its cause, not as an end.
+function cameraStates(cameras) {
+  const list = el("ul", null, { class: "cameras" });
+  for (const c of cameras || []) {
+    let text = `${c.name}: ${c.state}`;
+    if (c.crashes) text += ` · ${c.crashes} crash${c.crashes > 1 ? "es" : ""}, ${c.restarts} restart${c.restarts === 1 ? "" : "s"} (last: ${c.last_crash}) · ${Math.round(c.down_s)} s down, ${c.frames_dropped} frames not searched`;
+    if (c.error) text += ` · ${c.error}`;
+    list.append(el("li", text, c.crashes || c.error ? { class: "camera-fault" } : {}));
+  }
+  return list;
+}
+
 async function loadBoard() {
   let deployments;
   try { deployments = await api("/api/deployments"); } catch (error) { say(error.message, true); return; }
@@ -288,8 +300,8 @@ async function loadBoard() {
       if (d.status === "running") actions.append(action("Stop", () => postJson(`/api/deployments/${d.id}/stop`, {})));
     }
     const status = d.status + (d.end_reason ? ` (${d.end_reason})` : "");
-    body.append(row([d.id, d.name, d.location, d.watchlist_name, d.model || "", status, left(d.seconds_left),
-      d.faces_processed, d.alerts, d.adjudicated, actions]));
+    body.append(row([d.id, d.name, d.location, d.watchlist_name, d.model || "", status, cameraStates(d.cameras),
+      left(d.seconds_left), d.faces_processed, d.alerts, d.adjudicated, actions]));
   }
 }
 
