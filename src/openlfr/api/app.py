@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -32,6 +32,7 @@ from openlfr.api.routers import (
     users,
     watchlists,
 )
+from openlfr.api.schemas import refuse_control_characters
 from openlfr.api.security import AccessLog, OriginCheck, SecurityHeaders
 from openlfr.errors import (
     ImageError,
@@ -160,7 +161,6 @@ def create_app(store: sessionmaker[Session] | None = None, *, poll_alerts: bool 
         try:
             yield
         finally:
-            begin_shutdown(_app)  # again, for servers that did not call it (idempotent)
             retention.stop()
             if poller:
                 poller.stop()
@@ -174,6 +174,8 @@ def create_app(store: sessionmaker[Session] | None = None, *, poll_alerts: bool 
         "Every call but login needs a bearer token (or the console's cookie); roles bound what "
         "each user may do.",
         lifespan=lifespan,
+        # no control character in any query, path or form parameter (bodies: schemas.In)
+        dependencies=[Depends(refuse_control_characters)],
         docs_url=None,  # served from local files under a CSP: api/docs.py
         redoc_url=None,
     )
@@ -195,15 +197,6 @@ def create_app(store: sessionmaker[Session] | None = None, *, poll_alerts: bool 
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
     return app
-
-
-def begin_shutdown(app: FastAPI) -> None:
-    """The server is stopping: end every event stream and ask every deployment to stop, at
-    once. A server must call this when shutdown begins (``openlfr.api.server`` does): it waits
-    for open responses before it runs the lifespan's end, and an event stream never ends by
-    itself."""
-    app.state.broadcaster.close()
-    app.state.runner.stop_all()
 
 
 def iter_routes(routes: list) -> list:  # type: ignore[type-arg]

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, get_args
 
-from fastapi import Query
+from fastapi import Query, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from openlfr.api.roles import Role
 from openlfr.governance.reports import DeploymentFigures
+from openlfr.inputs import text_problem
 
 # PostgreSQL text cannot hold NUL; no legitimate input has one, so it is refused up front (422)
 NO_NUL = r"^[^\x00]*$"
@@ -30,6 +33,16 @@ SafeName = Annotated[
     ),
 ]
 Text = Annotated[str, StringConstraints(max_length=10_000, pattern=NO_NUL)]
+
+
+class _Prose:
+    """Marks a text field that may hold line feeds and tabs (``openlfr.inputs.text_problem``)."""
+
+
+PROSE = _Prose()
+# Free text: a reason, a note, a description. Every other text field is one line.
+Prose = Annotated[str, StringConstraints(max_length=10_000, pattern=NO_NUL), PROSE]
+Purpose = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=NO_NUL)]
 Purpose = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=NO_NUL)]
 # Row ids as the databases store them (32-bit): a larger number is a 422, not an overflow
 RowId = Annotated[int, Field(ge=1, le=2_147_483_647)]
@@ -40,11 +53,68 @@ class Orm(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+def _is_prose(annotation: object) -> bool:
+    """Whether a field's type carries ``PROSE``, also inside ``Prose | None``."""
+    if any(m is PROSE for m in getattr(annotation, "__metadata__", ())):
+        return True
+    return any(_is_prose(arg) for arg in get_args(annotation))
+
+
+def _check_text(value: object, multiline: bool) -> None:
+    if isinstance(value, str):
+        if (problem := text_problem(value, multiline=multiline)) is not None:
+            raise ValueError(problem)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            _check_text(item, multiline)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, False)
+            _check_text(item, multiline)
+
+
+class In(BaseModel):
+    """Every request body: no NUL or control character in any of its text fields (issue 15,
+    finding 11), whatever the field. Fields typed ``Prose`` may hold line feeds and tabs.
+    Nested models are request models too and check their own fields."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: object, info: ValidationInfo) -> object:
+        field = cls.model_fields.get(info.field_name or "")
+        multiline = field is not None and (
+            any(m is PROSE for m in field.metadata) or _is_prose(field.annotation)
+        )
+        _check_text(value, multiline)
+        return value
+
+
+async def refuse_control_characters(request: Request) -> None:
+    """The same rule for what is not a body model: every query and path parameter and, in a
+    form, every field and file name (all single-line). An app-wide dependency."""
+    found: list[tuple[str, str, str]] = []
+    for key, value in request.query_params.multi_items():
+        found += [("query", key, text) for text in (key, value)]
+    found += [("path", key, str(value)) for key, value in request.path_params.items()]
+    kind = request.headers.get("content-type", "")
+    if kind.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        for key, value in (await request.form()).multi_items():
+            text = value if isinstance(value, str) else (value.filename or "")
+            found += [("body", key, key), ("body", key, text)]
+    errors = [
+        {"type": "value_error", "loc": (where, key), "msg": problem, "input": text}
+        for where, key, text in found
+        if (problem := text_problem(text)) is not None
+    ]
+    if errors:
+        raise RequestValidationError(errors)
+
+
 class Problem(BaseModel):
     detail: str
 
 
-class LoginRequest(BaseModel):
+class LoginRequest(In):
     name: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NO_NUL)]
     password: Annotated[str, StringConstraints(min_length=1, max_length=1000, pattern=NO_NUL)]
 
@@ -66,7 +136,7 @@ class UserOut(Orm):
     pending_by: str | None = None
 
 
-class UserCreate(BaseModel):
+class UserCreate(In):
     # no password: the account's holder sets it at enrolment (POST /api/auth/enrol), so no
     # admin knows it; a body that still sends one is refused rather than silently dropped
     model_config = ConfigDict(extra="forbid")
@@ -74,14 +144,14 @@ class UserCreate(BaseModel):
     role: Role
 
 
-class UserUpdate(BaseModel):
+class UserUpdate(In):
     active: bool | None = None
     role: Role | None = None
 
 
-class WatchlistCreate(BaseModel):
+class WatchlistCreate(In):
     name: SafeName
-    description: Text = ""
+    description: Prose = ""
 
 
 class WatchlistOut(Orm):
@@ -92,13 +162,15 @@ class WatchlistOut(Orm):
     subjects: int
 
 
-class SubjectCreate(BaseModel):
+class SubjectCreate(In):
     name: SafeName
     category: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NO_NUL)]
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=10_000, pattern=NO_NUL)]
-    image_source: Text = ""
+    reason: Annotated[
+        str, StringConstraints(min_length=1, max_length=10_000, pattern=NO_NUL), PROSE
+    ]
+    image_source: Prose = ""
     expires_on: date | None = None
-    legal_basis: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+    legal_basis: Annotated[str, StringConstraints(min_length=1, max_length=10_000), PROSE]
     authorised_by: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     date_of_birth: date | None = None
 
@@ -173,7 +245,7 @@ class ModelOut(BaseModel):
     card: ModelCardOut
 
 
-class ReembedIn(BaseModel):
+class ReembedIn(In):
     model: ModelName | None = Field(None, description="name or alias; default: the configured")
 
 
@@ -189,15 +261,19 @@ class ReembedOut(BaseModel):
     problems: list[ReembedProblem] = Field(description="images without a template of the model")
 
 
-class CameraIn(BaseModel):
+class CameraIn(In):
     name: SafeName
     source: Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=NO_NUL)]
 
 
-class DeploymentCreate(BaseModel):
+class DeploymentCreate(In):
     name: SafeName
-    location: Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=NO_NUL)]
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=10_000, pattern=NO_NUL)]
+    location: Annotated[
+        str, StringConstraints(min_length=1, max_length=2000, pattern=NO_NUL), PROSE
+    ]
+    reason: Annotated[
+        str, StringConstraints(min_length=1, max_length=10_000, pattern=NO_NUL), PROSE
+    ]
     watchlist: SafeName
     starts_at: datetime | None = Field(None, description="UTC; default now")
     ends_at: datetime
@@ -206,11 +282,11 @@ class DeploymentCreate(BaseModel):
     suppress_no_match: bool = Field(
         False, description="a 'no match' decision stops that face alerting for that subject"
     )
-    area: Text = ""
+    area: Prose = ""
     dpia_ref: Text = ""
     equality_ref: Text = ""
     signage_confirmed: bool = False
-    threshold_override_reason: Text | None = None
+    threshold_override_reason: Prose | None = None
     model: ModelName | None = Field(
         None, description="face model, name or alias (GET /api/models); default: the configured"
     )
@@ -244,18 +320,10 @@ class CameraOut(Orm):
     name: str
     source: str
     frames: int
-    frames_dropped: int = Field(description="frames not searched, those lost to a crash included")
+    frames_dropped: int
     faces_processed: int
     alerts: int
-    state: str = Field(
-        "planned", description="planned, starting, running, restarting, ended or failed"
-    )
-    crashes: int = Field(0, description="times its worker crashed (each is restarted)")
-    restarts: int = 0
-    last_crash: str | None = Field(None, description="cause: exit signal or code, or exception")
-    last_crash_at: datetime | None = None
-    down_s: float = Field(0.0, description="seconds without a worker after crashes")
-    error: str | None = Field(None, description="why it stopped for good, if it did")
+    error: str | None
 
 
 class DeploymentOut(Orm):
@@ -303,15 +371,15 @@ class Outcome(StrEnum):
     NOT_LOCATED = "not-located"
 
 
-class AdjudicationIn(BaseModel):
+class AdjudicationIn(In):
     decision: Decision
-    note: Text = ""
+    note: Prose = ""
     suppress: bool = Field(
         False, description="with no-match, on a deployment that allows it: suppress this face"
     )
 
 
-class OutcomeIn(BaseModel):
+class OutcomeIn(In):
     outcome: Outcome
 
 
@@ -395,7 +463,7 @@ HeldName = Annotated[
 ]
 
 
-class SubjectRequest(BaseModel):
+class SubjectRequest(In):
     """A name travels in the body, never the URL, so access logs and history do not keep it."""
 
     name: HeldName

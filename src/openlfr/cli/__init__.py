@@ -14,8 +14,8 @@ from openlfr.cli.backup import backup, restore
 from openlfr.cli.deployment import deployment_app
 from openlfr.cli.evaluation import calibrate, evaluate
 from openlfr.cli.governance import report, retention_app, subject_app
-from openlfr.cli.live import replay
 from openlfr.cli.inputs import CheckedGroup
+from openlfr.cli.live import replay
 from openlfr.cli.models import models_app
 from openlfr.cli.search import search
 from openlfr.cli.service import audit_app, serve, user_app

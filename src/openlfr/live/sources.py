@@ -24,6 +24,8 @@ import cv2
 import numpy as np
 
 from openlfr.errors import OpenLFRError
+from openlfr.governance.cameras import check_source
+from openlfr.governance.policy import Policy, load_policy
 from openlfr.vision.batch import list_images
 from openlfr.vision.image import load_image
 
@@ -209,16 +211,18 @@ class LiveSource(FrameSource):
             self._capture.release()
 
 
-def open_source(spec: str) -> FrameSource:
+def open_source(spec: str, *, policy: Policy | None = None) -> FrameSource:
     """Open a source from its description: a video file, a folder of frames, a stream URL
-    (``rtsp://``, ``http(s)://``) or a webcam index (``0``, ``1``...)."""
-    if spec.isdigit():
-        return LiveSource(int(spec))
-    if "://" in spec:
-        return LiveSource(spec)
-    path = Path(spec)
-    if path.is_dir():
-        return FolderSource(path)
-    if not path.exists():
+    (``rtsp://``, ``http(s)://``) or a webcam index (``0``, ``1``...), once the policy's
+    ``[cameras]`` rules allow it (``policy``, default ``load_policy()``): ``CameraRefused``
+    otherwise, before anything is opened."""
+    target = check_source(spec, (policy or load_policy()).cameras)
+    if not isinstance(target, Path):  # a webcam index or a stream URL
+        return LiveSource(target)
+    # The resolved absolute path, never the text as given: FFmpeg reads "concat:..." or
+    # "subfile,..." at the start of a relative name as a protocol.
+    if target.is_dir():
+        return FolderSource(target)
+    if not target.exists():
         raise SourceError(f"{spec}: no such file, folder, stream URL or camera index")
-    return VideoFileSource(path)
+    return VideoFileSource(target)
