@@ -161,6 +161,7 @@ def create_app(store: sessionmaker[Session] | None = None, *, poll_alerts: bool 
         try:
             yield
         finally:
+            begin_shutdown(_app)  # again, for servers that did not call it (idempotent)
             retention.stop()
             if poller:
                 poller.stop()
@@ -197,6 +198,15 @@ def create_app(store: sessionmaker[Session] | None = None, *, poll_alerts: bool 
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
     return app
+
+
+def begin_shutdown(app: FastAPI) -> None:
+    """The server is stopping: end every event stream and ask every deployment to stop, at
+    once. A server must call this when shutdown begins (``openlfr.api.server`` does): it waits
+    for open responses before it runs the lifespan's end, and an event stream never ends by
+    itself."""
+    app.state.broadcaster.close()
+    app.state.runner.stop_all()
 
 
 def iter_routes(routes: list) -> list:  # type: ignore[type-arg]

@@ -320,10 +320,18 @@ class CameraOut(Orm):
     name: str
     source: str
     frames: int
-    frames_dropped: int
+    frames_dropped: int = Field(description="frames not searched, those lost to a crash included")
     faces_processed: int
     alerts: int
-    error: str | None
+    state: str = Field(
+        "planned", description="planned, starting, running, restarting, ended or failed"
+    )
+    crashes: int = Field(0, description="times its worker crashed (each is restarted)")
+    restarts: int = 0
+    last_crash: str | None = Field(None, description="cause: exit signal or code, or exception")
+    last_crash_at: datetime | None = None
+    down_s: float = Field(0.0, description="seconds without a worker after crashes")
+    error: str | None = Field(None, description="why it stopped for good, if it did")
 
 
 class DeploymentOut(Orm):
