@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from pydantic import BaseModel, StringConstraints
+from pydantic import StringConstraints
 
 from openlfr.api import roles, throttle
 from openlfr.api.auth import authenticate, close_session, enrol, open_session
 from openlfr.api.deps import COOKIE, DbSession, allow, bearer, request_token
-from openlfr.api.schemas import NO_NUL, LoginRequest, LoginResponse, UserOut
+from openlfr.api.schemas import NO_NUL, In, LoginRequest, LoginResponse, UserOut
 from openlfr.governance import audit
 from openlfr.store.models import User
 
@@ -22,7 +22,7 @@ THROTTLED = {
 }
 
 
-class EnrolRequest(BaseModel):
+class EnrolRequest(In):  # no control characters (schemas.In)
     name: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NO_NUL)]
     code: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)]
     password: Annotated[str, StringConstraints(min_length=10, max_length=1000, pattern=NO_NUL)]
