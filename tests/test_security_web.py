@@ -211,6 +211,18 @@ def test_the_cli_grants_alone_only_to_bootstrap_two_admins_or_by_breaking_glass(
         "user-request",
         "user-add-break-glass",
     ]
+    # the host's operator lifts a lockout; that is audited too
+    with store() as session:
+        for _ in range(throttle.ACCOUNT_LIMIT):
+            throttle.record_failure(session, (throttle.Subject("account", "chief"),))
+        session.commit()
+        assert [lock.label for lock in throttle.locks(session)] == ["chief"]
+    unlocked = runner.invoke(cli, ["user", "unlock", "chief"])
+    assert unlocked.exit_code == 0 and "lock lifted" in unlocked.output
+    with store() as session:
+        assert throttle.locks(session) == []
+        last = session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc())).first()
+        assert (last.action, last.object) == ("login-unlock", "account:chief")
 
 
 # --- finding 10 and the CSRF half of 12 -------------------------------------------------------
