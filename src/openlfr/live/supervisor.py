@@ -260,6 +260,9 @@ class CameraSupervisor:
                 self._ended(slot)
                 return
             self._handle(slot, kind, payload)
+            if kind == "done":  # its last word: reap it now rather than wait for the pipe
+                self._ended(slot)
+                return
 
     def _handle(self, slot: _Slot, kind: str, payload: Any) -> None:
         camera = slot.camera
@@ -295,7 +298,8 @@ class CameraSupervisor:
             slot.finished = True
 
     def _ended(self, slot: _Slot) -> None:
-        """The worker's events pipe has closed: it ended, crashed or was killed."""
+        """The worker has said ``done`` or its events pipe has closed: it ended, crashed or was
+        killed. One that does not exit within STOP_GRACE_S is killed."""
         process = slot.process
         assert process is not None and slot.events is not None
         process.join(timeout=STOP_GRACE_S)  # its pipe has closed: it is on its way out
