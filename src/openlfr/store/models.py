@@ -176,6 +176,9 @@ class Camera(Base):
     frames_dropped: Mapped[int] = mapped_column(Integer, default=0)
     faces_processed: Mapped[int] = mapped_column(Integer, default=0)
     alerts: Mapped[int] = mapped_column(Integer, default=0)
+    # The camera's health as JSON (state, crashes, restarts, last crash and its cause, seconds
+    # down, the error that stopped it): live.supervisor.CameraHealth writes and reads it. Plain
+    # text is an error written by an earlier release.
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     deployment: Mapped[Deployment] = relationship(back_populates="cameras")
