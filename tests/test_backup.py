@@ -106,8 +106,8 @@ def test_backup_then_restore_brings_the_store_back_and_the_chain_verifies(
     assert restored.returncode == 0, restored.stderr
     assert "re-anchored" in restored.stderr and before.summary() in restored.stderr
     assert _watchlists(store) == ["before"]
-    verified = _cli("audit", "verify")
-    assert verified.returncode == 0, verified.stderr
+    verified = CliRunner().invoke(app, ["audit", "verify"])
+    assert verified.exit_code == 0, verified.output
     with store() as session:
         last = session.scalar(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(1))
         count = session.scalar(select(func.count()).select_from(AuditEntry))
