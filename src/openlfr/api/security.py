@@ -39,6 +39,8 @@ HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Writes the cookie does not authenticate: a stale cookie sent along changes nothing there
+CREDENTIAL_PATHS = frozenset({"/api/auth/login", "/api/auth/enrol"})
 
 
 class SecurityHeaders:
@@ -81,7 +83,7 @@ def _same_origin(url: str, host: str) -> bool:
     )
 
 
-def csrf_refusal(method: str, headers: Headers) -> str | None:
+def csrf_refusal(method: str, path: str, headers: Headers) -> str | None:
     """Why a request is refused as cross-site, or None. The rule:
 
     - reads (GET, HEAD, OPTIONS) and bearer-token requests pass: a foreign page can send
@@ -90,7 +92,8 @@ def csrf_refusal(method: str, headers: Headers) -> str | None:
       elsewhere can log a browser in as somebody else);
     - a write carrying the session cookie and no ``Origin`` must have a same-origin
       ``Referer``; with neither it is refused (every browser that sends the cookie also sends
-      ``Origin`` on a write, so only a forged or stripped request lacks both).
+      ``Origin`` on a write, so only a forged or stripped request lacks both), except for the
+      login and enrolment, which the cookie does not authenticate.
     """
     if method not in UNSAFE_METHODS:
         return None
@@ -100,7 +103,7 @@ def csrf_refusal(method: str, headers: Headers) -> str | None:
     origin = headers.get("origin")
     if origin is not None:
         return None if _same_origin(origin, host) else f"Origin {origin[:200]} is not this service"
-    if COOKIE not in cookie_parser(headers.get("cookie", "")):
+    if path in CREDENTIAL_PATHS or COOKIE not in cookie_parser(headers.get("cookie", "")):
         return None
     referer = headers.get("referer")
     if referer is None:
@@ -116,7 +119,7 @@ class OriginCheck:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            why = csrf_refusal(scope["method"], Headers(scope=scope))
+            why = csrf_refusal(scope["method"], scope["path"], Headers(scope=scope))
             if why:
                 response = JSONResponse({"detail": f"cross-site request refused: {why}"}, 403)
                 await response(scope, receive, send)
