@@ -3,7 +3,7 @@
 One module per command group, as the API has one router per resource: ``common`` (what they
 share), ``watchlist``, ``search``, ``evaluation`` (evaluate, calibrate), ``live`` (replay),
 ``deployment``, ``service`` (serve, user, audit), ``governance`` (retention, report, subject),
-``models``, ``backup`` (backup, restore).
+``models``, ``backup`` (backup, restore), ``demo``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import typer
 
 from openlfr.cli.backup import backup, restore
+from openlfr.cli.demo import demo
 from openlfr.cli.deployment import deployment_app
 from openlfr.cli.evaluation import calibrate, evaluate
 from openlfr.cli.governance import report, retention_app, subject_app
@@ -34,6 +35,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(subject_app, name="subject")
 app.add_typer(retention_app, name="retention")
 app.add_typer(models_app, name="models")
+app.command()(demo)  # the first command listed: where a newcomer starts
 for command in (search, evaluate, calibrate, replay, serve, report, backup, restore):
     app.command()(command)
 
