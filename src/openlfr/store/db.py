@@ -6,7 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from openlfr.config import database_url
@@ -31,7 +31,13 @@ def migrate(engine: Engine) -> None:
 
 def make_engine(url: str | None = None) -> Engine:
     url = url or database_url()
-    engine = create_engine(url)
+    options = {}
+    if make_url(url).get_backend_name() == "postgresql":
+        # The audit chain is linked under a table lock and needs each transaction to see the
+        # newest entry (governance.audit refuses older snapshots): pin READ COMMITTED, whatever
+        # the server's default_transaction_isolation says.
+        options["isolation_level"] = "READ COMMITTED"
+    engine = create_engine(url, **options)
     if engine.dialect.name == "sqlite":
         # SQLite ignores foreign keys (and so ON DELETE CASCADE) unless asked, per connection.
         @event.listens_for(engine, "connect")
