@@ -48,17 +48,20 @@ def test_largest_needs_one_and_a_half_times_the_next() -> None:
     assert face is None and "2 faces found" in why and "pick" in why
 
 
-def test_centre_needs_half_the_next_distance_and_half_the_largest_size() -> None:
-    centre, edge = _face(500, 400, 40), _face(900, 100, 60)
+def test_centre_needs_half_the_next_distance_most_of_the_largest_size_and_room() -> None:
+    centre, edge = _face(500, 400, 50), _face(900, 100, 60)
     assert pick_face([edge, centre], 1000, 800, Pick.CENTRE) == (centre, "")
-    off = _face(650, 400, 40)  # 150 px from the centre against the edge face's 500
+    off = _face(650, 400, 50)  # 150 px from the centre against the edge face's 500
     assert pick_face([edge, off], 1000, 800, Pick.CENTRE) == (off, "")
-    far = _face(800, 400, 40)  # 300 against 500: not clearly at the centre
+    far = _face(800, 400, 50)  # 300 against 500: not clearly at the centre
     face, why = pick_face([edge, far], 1000, 800, Pick.CENTRE)
     assert face is None and "centre" in why
-    tiny = _face(500, 400, 25)  # under half of the largest's 60
-    face, why = pick_face([edge, tiny], 1000, 800, Pick.CENTRE)
-    assert face is None and "half the size" in why
+    small = _face(500, 400, 45)  # under 0.8x the largest's 60
+    face, why = pick_face([edge, small], 1000, 800, Pick.CENTRE)
+    assert face is None and "0.8x the size" in why
+    beside = _face(560, 320, 40)  # a face whose box overlaps the centre one's
+    face, why = pick_face([centre, beside], 1000, 800, Pick.CENTRE)
+    assert face is None and "overlaps" in why
 
 
 def test_a_chosen_box_takes_the_face_it_overlaps() -> None:
@@ -71,8 +74,9 @@ def test_a_chosen_box_takes_the_face_it_overlaps() -> None:
 def _with_bystander(astronaut: np.ndarray, bystander_scale: float) -> np.ndarray:
     """The astronaut's face, and a smaller copy of it in the background's corner."""
     face = astronaut[:300, 80:380]
-    canvas = np.full((700, 900, 3), 90, np.uint8)
-    canvas[200:500, 300:600] = face
+    # under 0.5 MP, so that detection keeps its upsampling and finds the small face
+    canvas = np.full((560, 800, 3), 90, np.uint8)
+    canvas[130:430, 250:550] = face
     small = cv2.resize(face, None, fx=bystander_scale, fy=bystander_scale)
     canvas[20 : 20 + small.shape[0], 20 : 20 + small.shape[1]] = small
     return canvas
@@ -100,7 +104,7 @@ def test_enrol_endpoint_picks_the_dominant_face_and_records_its_box(
     assert len(shown["faces"]) == 2 and shown["picks"]["largest"] == 0
     assert shown["picks"]["centre"] == 0  # the big face is also at the centre
     big = shown["faces"][0]["box"]
-    assert big[0] >= 250 and big[2] <= 650  # the face pasted at x 300-600
+    assert big[0] >= 250 and big[2] <= 550  # the face pasted at x 250-550
 
     refused = client.post(url, headers=manager, files={"file": ("p.jpg", photo)})
     assert refused.status_code == 422 and "2 faces found" in refused.json()["detail"]
@@ -111,7 +115,7 @@ def test_enrol_endpoint_picks_the_dominant_face_and_records_its_box(
     assert taken.json()["face_box"] == big
     with store() as session:
         image = session.scalar(select(ReferenceImage))
-        assert image.width == 900 and image.height == 700  # kept whole
+        assert image.width == 800 and image.height == 560  # kept whole
         assert image.templates[0].box == big
 
     # a chosen box (the console's click) takes the bystander, a bad box is refused
