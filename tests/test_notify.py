@@ -265,6 +265,8 @@ def test_the_webhook_secret_is_required_and_kept_private(
         (webhook_url, "ftp://example.org/x", "http:// or https://"),
         (webhook_url, "https://user:pw@example.org/x", "no credentials"),
         (webhook_url, "https://example.org:99999/x", "not a usable"),
+        (webhook_url, "https://example.org/a b", "no spaces"),
+        (webhook_url, "http://[::1/x", "not a usable"),
         (mqtt_url, "http://broker.example", "mqtt://"),
         (mqtt_url, "mqtt://u:p@broker.example", "OPENLFR_MQTT_PASSWORD"),
         (mqtt_url, "mqtt://broker.example/some/topic", "openlfr/<deployment id>/alerts"),
@@ -440,6 +442,8 @@ def test_api_plans_with_a_webhook_and_never_shows_a_secret(
         assert push["kind"] == "webhook" and push["endpoint"] == "https://hooks.example/lfr?..."
         shown = client.get(f"/api/deployments/{made.json()['id']}", headers=headers)
         assert shown.json()["pushes"] == made.json()["pushes"]
+        board = client.get("/api/deployments", headers=headers).json()
+        assert [d["pushes"] for d in board] == [made.json()["pushes"]]
     with store() as session:
         logged = " ".join(f"{e.object} {e.purpose}" for e in session.scalars(select(AuditEntry)))
     for text in (made.text, shown.text, logged):

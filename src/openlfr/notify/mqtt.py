@@ -51,6 +51,8 @@ def available_topic(deployment_id: int) -> str:
 def check_url(url: str) -> str:
     """A broker URL as stored: mqtt:// or mqtts://, a host, no credentials in it."""
     url = url.strip()
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise PushConfigError("a MQTT broker URL has no spaces or control characters in it")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (an out-of-range port raises here)

@@ -76,6 +76,19 @@ def pushes_of(session: Session, deployment_id: int) -> list[AlertPush]:
     )
 
 
+def pushes_by_deployment(
+    session: Session, deployment_ids: list[int] | None = None
+) -> dict[int, list[AlertPush]]:
+    """{deployment id: its pushes} in one query (the board lists every deployment)."""
+    query = select(AlertPush).order_by(AlertPush.id)
+    if deployment_ids is not None:
+        query = query.where(AlertPush.deployment_id.in_(deployment_ids))
+    found: dict[int, list[AlertPush]] = {}
+    for push in session.scalars(query):
+        found.setdefault(push.deployment_id, []).append(push)
+    return found
+
+
 def configure_pushes(
     session: Session,
     deployment: Deployment,

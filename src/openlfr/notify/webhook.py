@@ -102,6 +102,8 @@ def verify(
 def check_url(url: str) -> str:
     """A webhook URL as stored: http or https, a host, no credentials in it."""
     url = url.strip()
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise PushConfigError("a webhook URL has no spaces or control characters in it")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (an out-of-range port raises here)

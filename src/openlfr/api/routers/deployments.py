@@ -31,8 +31,8 @@ from openlfr.live.deployment import (
 )
 from openlfr.live.supervisor import camera_record
 from openlfr.notify import PushConfigError
-from openlfr.notify.pushes import configure_pushes, push_record, pushes_of
-from openlfr.store.models import Adjudication, Alert, Deployment, User, utcnow
+from openlfr.notify.pushes import configure_pushes, push_record, pushes_by_deployment
+from openlfr.store.models import Adjudication, Alert, AlertPush, Deployment, User, utcnow
 
 router = APIRouter(prefix="/api/deployments", tags=["deployments"])
 Reader = Annotated[User, Depends(allow(roles.DEPLOYMENT_READ))]
@@ -56,15 +56,22 @@ def _counts(
 
 
 def deployment_out(
-    session: Session, d: Deployment, counts: dict[int, tuple[int, int]] | None = None
+    session: Session,
+    d: Deployment,
+    counts: dict[int, tuple[int, int]] | None = None,
+    pushes: dict[int, list[AlertPush]] | None = None,
 ) -> DeploymentOut:
-    """The record with the board's figures: time left, faces processed, alerts, adjudicated."""
+    """The record with the board's figures: time left, faces processed, alerts, adjudicated;
+    where its alerts are pushed. ``counts`` and ``pushes``, when given, are every deployment's
+    (one query each for the whole board)."""
     if counts is None:
         counts = _counts(session, [d.id])
+    if pushes is None:
+        pushes = pushes_by_deployment(session, [d.id])
     out = DeploymentOut.model_validate(d)
     # each camera's state, crashes and error, which the supervisor keeps in its error column
     out.cameras = [CameraOut.model_validate(camera_record(c, d.status)) for c in d.cameras]
-    out.pushes = [PushOut.model_validate(push_record(p)) for p in pushes_of(session, d.id)]
+    out.pushes = [PushOut.model_validate(push_record(p)) for p in pushes.get(d.id, [])]
     out.model = deployment_model(d)  # those planned before models had one searched with dlib
     out.faces_processed = sum(c.faces_processed for c in d.cameras)
     out.alerts, out.adjudicated = counts.get(d.id, (0, 0))
@@ -79,8 +86,8 @@ def list_all(session: DbSession, user: Reader) -> list[DeploymentOut]:
     rows = session.scalars(
         select(Deployment).options(selectinload(Deployment.cameras)).order_by(Deployment.id.desc())
     )
-    counts = _counts(session)
-    return [deployment_out(session, d, counts) for d in rows]
+    counts, pushes = _counts(session), pushes_by_deployment(session)
+    return [deployment_out(session, d, counts, pushes) for d in rows]
 
 
 @router.post(
