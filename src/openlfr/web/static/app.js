@@ -420,6 +420,58 @@ $("#watchlist-form").addEventListener("submit", async (event) => {
   } catch (error) { say(`Not created: ${error.message}`, true); }
 });
 
+// A photo with several faces: the service finds them (nothing is kept), the console draws
+// their boxes and the manager clicks the one meant; the largest is preselected only where it
+// clearly dominates (the API's pick rule), otherwise nothing is, and enrolling is refused.
+const picker = { faces: [], chosen: null, image: null };
+
+function drawFaces() {
+  const canvas = $("#face-canvas");
+  const scale = Math.min(1, 480 / picker.image.naturalWidth);
+  canvas.width = Math.round(picker.image.naturalWidth * scale);
+  canvas.height = Math.round(picker.image.naturalHeight * scale);
+  const context = canvas.getContext("2d");
+  context.drawImage(picker.image, 0, 0, canvas.width, canvas.height);
+  picker.faces.forEach((face, i) => {
+    const [x1, y1, x2, y2] = face.box.map((v) => v * scale);
+    context.lineWidth = i === picker.chosen ? 4 : 2;
+    context.strokeStyle = i === picker.chosen ? "#1a7f37" : "#d1242f";
+    context.strokeRect(x1, y1, x2 - x1, y2 - y1);
+  });
+  canvas.dataset.scale = String(scale);
+  const chosen = picker.chosen === null ? "none chosen yet" : `face ${picker.chosen + 1} chosen (green)`;
+  $("#face-picker-hint").textContent = `${picker.faces.length} faces: click the one meant; ${chosen}.`;
+}
+
+$("#subject-file").addEventListener("change", async (event) => {
+  const file = event.target.files[0];
+  Object.assign(picker, { faces: [], chosen: null, image: null });
+  $("#face-picker").hidden = true;
+  if (!file || !state.watchlist) return;
+  const upload = new FormData();
+  upload.append("file", file);
+  try {
+    const found = await api(`/api/watchlists/${encodeURIComponent(state.watchlist)}/faces`, { method: "POST", body: upload });
+    if (found.faces.length < 2) return;
+    picker.faces = found.faces;
+    picker.chosen = found.picks.largest;
+    picker.image = new Image();
+    picker.image.onload = drawFaces;
+    picker.image.src = URL.createObjectURL(file);
+    $("#face-picker").hidden = false;
+  } catch (error) { say(`Photo not usable: ${error.message}`, true); }
+});
+
+$("#face-canvas").addEventListener("click", (event) => {
+  const canvas = event.target;
+  const scale = Number(canvas.dataset.scale);
+  const rect = canvas.getBoundingClientRect();
+  const x = (event.clientX - rect.left) * (canvas.width / rect.width) / scale;
+  const y = (event.clientY - rect.top) * (canvas.height / rect.height) / scale;
+  const hit = picker.faces.findIndex(({ box: [x1, y1, x2, y2] }) => x >= x1 && x <= x2 && y >= y1 && y <= y2);
+  if (hit >= 0) { picker.chosen = hit; drawFaces(); }
+});
+
 $("#subject-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const form = new FormData(event.target);
@@ -431,6 +483,7 @@ $("#subject-form").addEventListener("submit", async (event) => {
     await postJson(`/api/watchlists/${list}/subjects`, subject);
     const upload = new FormData();
     upload.append("file", form.get("file"));
+    if (picker.faces.length > 1 && picker.chosen !== null) upload.append("box", picker.faces[picker.chosen].box.join(","));
     try {
       await api(`/api/watchlists/${list}/subjects/${encodeURIComponent(subject.name)}/images`, { method: "POST", body: upload });
     } catch (error) {
@@ -439,6 +492,8 @@ $("#subject-form").addEventListener("submit", async (event) => {
       throw error;
     }
     event.target.reset();
+    $("#face-picker").hidden = true;
+    picker.faces = [];
     say(`Enrolled ${subject.name}.`);
     openWatchlist(state.watchlist);
   } catch (error) { say(`Not enrolled: ${error.message}`, true); }
