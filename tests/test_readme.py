@@ -99,20 +99,24 @@ PRELUDE = r"""
 set -euo pipefail
 REAL_OPENLFR="$(command -v openlfr)"
 check() { "$REAL_PYTHON" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >>"$QUEUE"; }
+# 'set -e' lets a failure inside 'a && b && c' pass: a command that runs for real and fails
+# ends the whole script here, whatever list it is in.
+real() { "$@" || { echo "README: '$(basename "$1") ${*:2}' failed (exit $?)" >&2; exit 1; }; }
 openlfr() {
   case "${1-} ${2-}" in
     "serve "* | "deployment run" | "evaluate "* | "calibrate "* | "models install")
       check openlfr "$@" ;;
     "demo "*)
-      if [[ " $* " == *" --no-serve "* ]]; then "$REAL_OPENLFR" "$@"; else check openlfr "$@"; fi ;;
-    *) "$REAL_OPENLFR" "$@" ;;
+      if [[ " $* " == *" --no-serve "* ]]; then real "$REAL_OPENLFR" "$@"
+      else check openlfr "$@"; fi ;;
+    *) real "$REAL_OPENLFR" "$@" ;;
   esac
 }
 stand_in_python() {
   if [[ "${1-} ${2-}" == "-m venv" ]]; then mkdir -p "$3/bin" && : >"$3/bin/activate"; return; fi
   if [[ "${1-} ${2-}" == "-m pytest" ]]; then echo "not run: python $*"; return; fi
   if [[ "${1-}" == benchmarks/*.py ]]; then check script "$@"; return; fi
-  "$REAL_PYTHON" "$@"
+  real "$REAL_PYTHON" "$@"
 }
 python() { stand_in_python "$@"; }
 python3() { stand_in_python "$@"; }
@@ -197,6 +201,9 @@ def test_every_shell_block_runs_as_written(tmp_path: Path) -> None:
         "openlfr deployment run 1 --no-such-option",
         "openlfr serve --port eighty",
         "openlfr nonsense",
+        # the README's first command before the demo: it named folders a newcomer lacks
+        "openlfr watchlist create demo && openlfr watchlist import demo path/to/people"
+        " --category wanted-by-courts --reason r --legal-basis l --authorised-by a && true",
         "pip install -e '.[nonsense]'",
         "python benchmarks/speed.py --no-such-option",
     ],
