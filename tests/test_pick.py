@@ -171,3 +171,47 @@ def test_import_pick_largest_enrols_photos_with_a_bystander(tmp_path, astronaut)
     picked = runner.invoke(app, [*args, "--pick", "largest"])
     assert picked.exit_code == 1  # the pair is still refused, and says why
     assert "1 images enrolled" in picked.output and "1.5x" in picked.output
+
+
+def test_the_reviewer_is_shown_which_face_the_reference_photo_was_enrolled_for(
+    client, store, astronaut
+) -> None:
+    from service_support import plan_deployment
+
+    from openlfr.store.models import Alert
+
+    manager = login(client, Role.WATCHLIST_MANAGER)
+    _subject(client, manager)
+    photo = jpeg(_with_bystander(astronaut, 0.45))
+    enrolled = client.post(
+        "/api/watchlists/wl/subjects/eileen/images",
+        headers=manager,
+        files={"file": ("p.jpg", photo)},
+        data={"pick": "largest"},
+    ).json()
+    scene = plan_deployment(store, watchlist="wl")
+    with store() as session:
+        image = session.get(ReferenceImage, enrolled["id"])
+        alert = Alert(
+            id="a1",
+            deployment_id=scene.deployment_id,
+            camera_id=scene.camera_id,
+            track=1,
+            frame=1,
+            time_s=0.1,
+            subject_id=image.subject_id,
+            subject_name="eileen",
+            score=0.9,
+            similarity=0.9,
+            box=[0, 0, 10, 10],
+            latency_s=0.1,
+            probe_image=photo,
+            reference_image=image.content,  # as the snapshot copies it
+        )
+        session.add(alert)
+        session.commit()
+    reviewer = login(client, Role.REVIEWER)
+    shown = client.get("/api/alerts/a1", headers=reviewer).json()
+    assert shown["reference_box"] == enrolled["face_box"]
+    listed = client.get("/api/alerts", headers=reviewer).json()
+    assert listed[0]["reference_box"] is None  # one alert's view only: no hashing per list row

@@ -43,7 +43,6 @@ PROSE = _Prose()
 # Free text: a reason, a note, a description. Every other text field is one line.
 Prose = Annotated[str, StringConstraints(max_length=10_000, pattern=NO_NUL), PROSE]
 Purpose = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=NO_NUL)]
-Purpose = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=NO_NUL)]
 # Row ids as the databases store them (32-bit): a larger number is a 422, not an overflow
 RowId = Annotated[int, Field(ge=1, le=2_147_483_647)]
 QueryId = Annotated[int | None, Query(ge=1, le=2_147_483_647)]
@@ -419,6 +418,9 @@ class AlertOut(Orm):
     raised_at: datetime
     updated_at: datetime | None
     adjudication: AdjudicationOut | None
+    reference_box: list[int] | None = Field(
+        None, description="the enrolled face in the reference image, [x1, y1, x2, y2] (one alert)"
+    )
 
 
 class AuditOut(Orm):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -28,6 +29,7 @@ from openlfr.store.models import (
     Alert,
     Camera,
     Deployment,
+    ReferenceImage,
     Suppression,
     User,
     utcnow,
@@ -73,7 +75,22 @@ def _one(session: Session, alert_id: str) -> AlertOut:
     row = session.execute(_query().where(Alert.id == alert_id)).first()
     if row is None:
         raise NotFoundError(f"no alert {alert_id!r}")
-    return _out(*row)
+    out = _out(*row)
+    out.reference_box = _reference_box(session, row[0])
+    return out
+
+
+def _reference_box(session: Session, alert: Alert) -> list[int] | None:
+    """The enrolled face in the alert's reference image, so that the reviewer sees which face
+    was meant where the photo shows several: the watchlist image with the same content (the
+    snapshot copied it whole). None once the entry is gone (erased, or removed since)."""
+    digest = hashlib.sha256(alert.reference_image).hexdigest()
+    image = session.scalar(
+        select(ReferenceImage).where(
+            ReferenceImage.subject_id == alert.subject_id, ReferenceImage.sha256 == digest
+        )
+    )
+    return image.templates[0].box if image is not None and image.templates else None
 
 
 @router.get("/alerts", response_model=list[AlertOut])

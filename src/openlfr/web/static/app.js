@@ -171,6 +171,17 @@ function time(iso) {
   return iso ? new Date(iso.endsWith("Z") || iso.includes("+") ? iso : `${iso}Z`).toLocaleTimeString() : "";
 }
 
+// The face the reference photo was enrolled for, outlined where the photo shows several.
+function outlineReference(box) {
+  const image = $("#reference");
+  const outline = $("#reference-box");
+  if (!box || !image.naturalWidth) return;
+  const scale = image.clientWidth / image.naturalWidth;
+  const [x1, y1, x2, y2] = box.map((v) => v * scale);
+  Object.assign(outline.style, { left: `${x1}px`, top: `${y1}px`, width: `${x2 - x1}px`, height: `${y2 - y1}px` });
+  outline.hidden = false;
+}
+
 async function openAlert(id, focus = true) {
   let alert;
   try { alert = await api(`/api/alerts/${encodeURIComponent(id)}`); } catch (error) { say(error.message, true); return; }
@@ -178,6 +189,8 @@ async function openAlert(id, focus = true) {
   $("#alert").hidden = false;
   $("#alert-title").textContent = `Possible match: ${alert.subject_name}`;
   $("#probe").src = `/api/alerts/${alert.id}/images/probe`;
+  $("#reference-box").hidden = true;
+  $("#reference").onload = () => outlineReference(alert.reference_box);
   $("#reference").src = `/api/alerts/${alert.id}/images/reference`;
   const facts = $("#facts");
   facts.replaceChildren();
