@@ -303,6 +303,8 @@ def test_sigterm_to_serve_ends_streams_and_deployments_at_once(
     try:
 
         def answers() -> bool:
+            if server.poll() is not None:
+                raise AssertionError(f"the server exited ({server.returncode}): see its log")
             try:
                 return httpx.get(f"{url}/", timeout=2).status_code == 200
             except httpx.HTTPError:
