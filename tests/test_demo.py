@@ -251,6 +251,7 @@ def test_demo_refuses_a_database_that_is_not_empty(tmp_path: Path, database_url:
         timeout=120,
     )
     assert done.returncode == 2 and "must be empty" in done.stderr, done.stderr
+    assert not (tmp_path / "demo").exists()
 
 
 def test_demo_refuses_a_port_in_use_before_any_work(tmp_path: Path) -> None:

@@ -38,18 +38,20 @@ def demo(
     port: Annotated[int, typer.Option(help="The console's TCP port.")] = 8000,
     model: ModelOption = None,
 ) -> None:
-    """Run the whole loop on public-domain portraits shipped with the install: two accounts, a
-    watchlist, a pass-by clip, a deployment planned, authorised and run over it; then the
-    console, with the alert waiting for review.
+    """The whole loop on public-domain data that comes with the install, then the console.
 
+    Two accounts, a watchlist of one portrait, a pass-by clip, a deployment planned,
+    authorised and run over it; then the console, with the alert waiting for review.
     Everything goes into a new data directory of its own; your store, policy and audit key
     are never touched (OPENLFR_HOME=<that directory> opens the demo's store again)."""
-    from openlfr.demo.loop import isolate, new_home, run_demo
+    from openlfr.demo.loop import check_empty_database, isolate, new_home, run_demo
     from openlfr.demo.portraits import portraits
 
     try:
         if not no_serve:
             _check_port(host, port)  # before the work, not after it
+        if database_url:
+            check_empty_database(database_url)  # before making the demo's folder
         home = isolate(new_home(directory), database_url)
         err.print("[bold]OpenLFR demo[/bold]: the data it runs on (all public domain):")
         for portrait in portraits():

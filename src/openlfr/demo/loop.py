@@ -13,6 +13,7 @@ serve`` opens it again, and ``openlfr audit verify`` checks its chain.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import secrets
@@ -41,12 +42,20 @@ class DemoError(OpenLFRError):
 
 
 def new_home(directory: Path | None = None) -> Path:
-    """The demo's data directory: ``directory``, else ``<data dir>/demo-<UTC time>``. It must
-    be new or empty, so that the demo can never write into a store that holds real data."""
+    """The demo's data directory: ``directory``, else a new ``<data dir>/demo-<UTC time>``. It
+    must be new or empty, so that the demo can never write into a store that holds real data."""
     if directory is None:
         from openlfr.config import data_dir
 
-        directory = data_dir() / f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        base = data_dir() / f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        for n in range(1, 100):  # two demos started in the same second get a folder each
+            candidate = base if n == 1 else base.with_name(f"{base.name}-{n}")
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                continue
+            return candidate
+        raise DemoError(f"cannot make a new folder beside {base}")
     directory = directory.expanduser().absolute()
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise DemoError(f"{directory} is not an empty folder: the demo needs a new one")
@@ -66,7 +75,7 @@ def isolate(home: Path, database_url: str | None = None) -> Path:
     converted = data_dir() / "models"  # dlib's networks converted to ONNX, made once
     converted.mkdir(parents=True, exist_ok=True)
     if database_url:
-        _check_empty(database_url)
+        check_empty_database(database_url)
     os.environ["OPENLFR_MODELS_DIR"] = str(installed)
     os.environ["OPENLFR_HOME"] = str(home)
     os.environ["OPENLFR_DATABASE_URL"] = database_url or f"sqlite:///{home / 'openlfr.sqlite3'}"
@@ -75,18 +84,24 @@ def isolate(home: Path, database_url: str | None = None) -> Path:
     # So that 'OPENLFR_HOME=<home> openlfr ...' later finds the same models without converting
     # or installing them again.
     link = home / "models"
-    if not link.exists() and converted.resolve() != link.resolve():
-        link.symlink_to(converted, target_is_directory=True)
+    if not link.exists():
+        with contextlib.suppress(OSError):  # no link: they are converted again, no more
+            link.symlink_to(converted, target_is_directory=True)
     return home
 
 
-def _check_empty(url: str) -> None:
+def check_empty_database(url: str) -> None:
+    """Refuse a database that cannot be reached or already has tables."""
     from sqlalchemy import create_engine, inspect
+    from sqlalchemy.exc import SQLAlchemyError
 
-    engine = create_engine(url)
+    try:
+        engine = create_engine(url)
+    except (SQLAlchemyError, ValueError) as exc:
+        raise DemoError(f"--database-url is not a database URL: {exc}") from exc
     try:
         tables = inspect(engine).get_table_names()
-    except Exception as exc:  # a wrong URL, a server that is down: say which
+    except SQLAlchemyError as exc:  # a server that is down, a wrong name: say which
         raise DemoError(f"cannot open the demo's database: {exc}") from exc
     finally:
         engine.dispose()
