@@ -659,7 +659,7 @@ def test_the_service_runner_pushes_each_alert(
         assert session.scalars(select(AlertPush)).one().sent == 1
 
 
-def test_migration_0008_downgrades_and_upgrades(store: sessionmaker[Session]) -> None:
+def test_migration_0007_downgrades_and_upgrades(store: sessionmaker[Session]) -> None:
     from alembic import command
     from sqlalchemy import inspect
 

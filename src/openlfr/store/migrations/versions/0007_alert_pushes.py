@@ -1,13 +1,13 @@
 """Alerts pushed out: a deployment's webhook and MQTT endpoints, with their delivery counts.
 
-Revision ID: 0008
+Revision ID: 0007
 Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
