@@ -3,6 +3,7 @@ everything else runs anywhere, with generated images or scikit-image's public-do
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,9 +15,25 @@ from sqlalchemy.orm import Session, sessionmaker
 
 
 @pytest.fixture(autouse=True)
-def openlfr_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own data directory and SQLite store."""
+def openlfr_home(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Every test gets its own data directory and SQLite store, and a policy whose cameras may
+    be the tests' own: files under pytest's temporary folders and the test data, /dev/null
+    (planned, never run), webcams 0 and 97 (absent: tests of the error), and HTTP or RTSP on
+    loopback. tests/test_inputs.py checks the default policy's refusals."""
     home = tmp_path / "openlfr-home"
+    home.mkdir()
+    local = [str(tmp_path_factory.getbasetemp()), "/dev/null"]
+    if os.environ.get("OPENLFR_TEST_DATA"):
+        local.append(os.environ["OPENLFR_TEST_DATA"])
+    (home / "policy.toml").write_text(
+        "[cameras]\n"
+        'schemes = ["rtsp", "rtsps", "http", "https"]\n'
+        'hosts = ["127.0.0.0/8", "::1", "localhost"]\n'
+        f"local_paths = {json.dumps(local)}\n"
+        "devices = [0, 97]\n"
+    )
     monkeypatch.setenv("OPENLFR_HOME", str(home))
     monkeypatch.delenv("OPENLFR_DATABASE_URL", raising=False)
     monkeypatch.delenv("OPENLFR_POLICY", raising=False)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from openlfr.errors import PolicyError
 from openlfr.governance.audit import verify_chain
 from openlfr.governance.authorisation import AuthorisationError, authorise_deployment
-from openlfr.governance.policy import DeploymentRules, Policy, WatchlistRules
+from openlfr.governance.policy import DeploymentRules, Policy, WatchlistRules, load_policy
 from openlfr.live.deployment import create_deployment, freeze_snapshot, run_deployment
 from openlfr.store import open_store
 from openlfr.store.models import AuditEntry, Deployment, Subject, User
@@ -93,7 +93,7 @@ def _plan(session: Session, **overrides) -> Deployment:  # type: ignore[no-untyp
         dpia_ref="DPIA-2026-07",
         equality_ref="EIA-2026-07",
         signage_confirmed=True,
-        policy=Policy(),
+        policy=Policy(cameras=load_policy().cameras),  # /dev/null may be a camera (conftest)
         model="dlib-resnet-v1",
     )
     fields.update(overrides)
@@ -224,7 +224,7 @@ def test_authorisation_needs_dpia_and_equality_refs(wanted) -> None:  # type: ig
 
 
 def test_low_threshold_refused_without_a_recorded_override(wanted) -> None:  # type: ignore[no-untyped-def]
-    strict = Policy(deployment=DeploymentRules(min_threshold=4.0))
+    strict = Policy(deployment=DeploymentRules(min_threshold=4.0), cameras=load_policy().cameras)
     with wanted() as session:
         with pytest.raises(AuthorisationError, match="below the minimum 4"):
             _plan(session, threshold=3.5, policy=strict)

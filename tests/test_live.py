@@ -367,11 +367,12 @@ def test_tracker_follows_a_moving_box_and_ends_lost_tracks() -> None:
 
 def test_policy_bounds_deployment_length_and_watchlist_size(watchlist_from_clip) -> None:  # type: ignore[no-untyped-def]
     from openlfr.errors import PolicyError
-    from openlfr.governance.policy import DeploymentRules, Policy, WatchlistRules
+    from openlfr.governance.policy import DeploymentRules, Policy, WatchlistRules, load_policy
 
     factory, _ = watchlist_from_clip
     now = datetime.now(UTC)
-    short = Policy(deployment=DeploymentRules(max_hours=2))
+    # the tests' cameras (conftest's policy file), with a shorter limit
+    short = Policy(deployment=DeploymentRules(max_hours=2), cameras=load_policy().cameras)
     with factory() as session:
         with pytest.raises(PolicyError, match="longer than the policy's 2 h"):
             create_deployment(

@@ -13,15 +13,23 @@ a force overrides them in ``policy.toml`` in the data directory, or the file nam
 
     [retention]
     alert_days = 31
+
+    [cameras]                       # what a deployment's camera source may be (issue 15)
+    schemes = ["rtsp", "rtsps"]     # add "http", "https" for MJPEG/HLS cameras
+    hosts = ["10.20.0.0/16", "cam1.example.police.uk"]   # empty: any but loopback/link-local
+    local_paths = ["media", "/srv/clips"]                # relative: under the data directory
+    devices = [0]                   # webcam indices; none by default
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from openlfr.config import data_dir
 from openlfr.errors import PolicyError
@@ -61,6 +69,53 @@ class RetentionRules(_Section):
     audit_days: int = Field(6 * 365, ge=1)  # six years, as for other policing records
 
 
+# A host name as the policy may list it: letters, digits, dots and dashes, optionally "*." first
+_HOST_NAME = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+
+
+class CameraRules(_Section):
+    """What a camera source may be, checked when a deployment is planned and again when its
+    source is opened (``openlfr.governance.cameras``). The defaults let a deployment reach
+    network cameras over RTSP and nothing on the service's own machine but the data
+    directory's ``media`` folder."""
+
+    # URL schemes a stream may use. http(s) is off by default: OpenCV's FFmpeg follows HTTP
+    # redirects, so an allowed host can send it elsewhere; allow it for cameras you control.
+    schemes: tuple[str, ...] = ("rtsp", "rtsps")
+    # Host names ("cam1.example", "*.cams.example") and addresses or networks ("10.20.0.0/16").
+    # Empty: any host. Loopback, link-local (169.254.x.x: cloud metadata), unspecified,
+    # multicast and reserved addresses are refused unless an entry here names them.
+    hosts: tuple[str, ...] = ()
+    # Folders (or single files) whose video files and frame folders may be sources; a relative
+    # entry is under the data directory. Symbolic links are followed before the check.
+    local_paths: tuple[str, ...] = ("media",)
+    # Webcam indices (``0`` is the first) that may be sources.
+    devices: tuple[int, ...] = ()
+
+    @field_validator("schemes")
+    @classmethod
+    def _lower(cls, schemes: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(s.strip().lower() for s in schemes)
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        clean = []
+        for entry in hosts:
+            entry = entry.strip().lower().rstrip(".")
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                if not _HOST_NAME.match(entry):
+                    raise ValueError(f"{entry!r} is neither a host name nor an address") from None
+            clean.append(entry)
+        return tuple(clean)
+
+    def allowed_paths(self) -> list[Path]:
+        """``local_paths`` as absolute paths, symbolic links resolved."""
+        return [(data_dir() / p).resolve() for p in map(Path, self.local_paths)]
+
+
 class PushRules(_Section):
     """Alerts pushed out by webhook or MQTT (``openlfr.notify``)."""
 
@@ -75,6 +130,7 @@ class Policy(_Section):
     deployment: DeploymentRules = DeploymentRules()
     retention: RetentionRules = RetentionRules()
     push: PushRules = PushRules()
+    cameras: CameraRules = CameraRules()
 
     @property
     def categories(self) -> tuple[str, ...]:

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from openlfr.errors import NotFoundError, OpenLFRError, PolicyError
 from openlfr.governance import audit
 from openlfr.governance.authorisation import check_can_start, check_threshold, deployment_model
+from openlfr.governance.cameras import check_cameras
 from openlfr.governance.policy import Policy, load_policy
 from openlfr.governance.review import flag_expired
 from openlfr.live.pipeline import LiveConfig
@@ -107,6 +108,7 @@ def create_deployment(
             f"a deployment of {hours:.1f} h is longer than the policy's "
             f"{policy.deployment.max_hours:g} h"
         )
+    check_cameras(cameras, policy.cameras)  # no file, host or device the policy does not allow
     deployment = Deployment(
         name=name,
         location=location,
