@@ -5,6 +5,7 @@ uvicorn --factory openlfr.api.app:create_app      # or: openlfr serve
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,7 +14,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -50,6 +51,8 @@ STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 PUBLIC_PATHS = frozenset(
     {"/", "/static", "/openapi.json", "/docs", "/api/auth/login", "/api/auth/enrol"}
 )
+
+log = logging.getLogger(__name__)
 
 
 class BodyLimit:
@@ -120,6 +123,22 @@ def _errors(app: FastAPI) -> None:
         )
 
     app.add_exception_handler(DataError, refused_by_database)  # type: ignore[arg-type]
+
+    async def database_failed(_request: Request, exc: DBAPIError) -> JSONResponse:
+        # The driver's message can quote stored values (PostgreSQL's "Key (name)=(...) already
+        # exists"), so neither the answer nor the log carries it: the error's kind and, where
+        # the driver knows it, the constraint, for an operator to look into.
+        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+        kind = type(exc.orig or exc).__name__
+        log.error("database error %s%s", kind, f" on {constraint}" if constraint else "")
+        if isinstance(exc, IntegrityError):
+            return JSONResponse(
+                {"detail": "refused by the database: it conflicts with what is stored"},
+                status_code=409,
+            )
+        return JSONResponse({"detail": "database error: the request was not completed"}, status_code=500)
+
+    app.add_exception_handler(DBAPIError, database_failed)  # type: ignore[arg-type]
 
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         # the default answer, plus one line a person can read first

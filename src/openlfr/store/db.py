@@ -37,7 +37,9 @@ def make_engine(url: str | None = None) -> Engine:
         # newest entry (governance.audit refuses older snapshots): pin READ COMMITTED, whatever
         # the server's default_transaction_isolation says.
         options["isolation_level"] = "READ COMMITTED"
-    engine = create_engine(url, **options)
+    # A database error's message would otherwise carry its statement's values (a name, an
+    # embedding, an image) into tracebacks and logs, which outlive an erasure.
+    engine = create_engine(url, hide_parameters=True, **options)
     if engine.dialect.name == "sqlite":
         # SQLite ignores foreign keys (and so ON DELETE CASCADE) unless asked, per connection.
         @event.listens_for(engine, "connect")
