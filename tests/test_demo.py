@@ -208,10 +208,10 @@ def test_demo_serves_the_console_with_the_alert_waiting_for_review(
         auth = {"Authorization": f"Bearer {login.json()['token']}"}
         pending = httpx.get(f"{address}api/alerts", params={"state": "pending"}, headers=auth)
         assert [a["subject_name"] for a in pending.json()] == [LISTED]
-        probe = httpx.get(
-            f"{address}api/alerts/{pending.json()[0]['id']}/images/probe", headers=auth
-        )
-        assert probe.status_code == 200 and probe.content[:2] == b"\xff\xd8"  # a JPEG crop
+        images = f"{address}api/alerts/{pending.json()[0]['id']}/images"
+        for which in ("probe", "reference"):  # the crop beside the enrolled photo
+            image = httpx.get(f"{images}/{which}", headers=auth)
+            assert image.status_code == 200 and image.content[:2] in (b"\xff\xd8", b"\x89P")
         assert "OpenLFR console" in httpx.get(address).text
     finally:
         demo.send_signal(signal.SIGINT)  # Ctrl-C, as the demo says
