@@ -623,7 +623,7 @@ def alert_checks(database_url: str | None, deployment_id: int, reviewer: Reviewe
         per_camera = {}
         for camera in cameras:
             stored = sum(1 for a in alerts if a.camera_id == camera.id)
-            health = camera_health(camera.error)
+            health = camera_health(camera)
             per_camera[camera.name] = {
                 "frames": camera.frames,
                 "frames_dropped": camera.frames_dropped,
@@ -674,12 +674,19 @@ def alert_checks(database_url: str | None, deployment_id: int, reviewer: Reviewe
     return report
 
 
-def camera_health(column: str | None) -> dict:
-    """A camera's ``error`` column: the supervisor's health record (JSON), or a plain error."""
-    if column and column.startswith("{"):
+def camera_health(camera: Any) -> dict:
+    """A camera's error, crashes and restarts: from the supervisor's own columns where the
+    store has them, else from the JSON it kept in ``error`` before those, else a plain error."""
+    if hasattr(camera, "crashes"):
+        return {
+            "error": camera.error,
+            "crashes": camera.crashes or 0,
+            "restarts": camera.restarts or 0,
+        }
+    if camera.error and camera.error.startswith("{"):
         with contextlib.suppress(ValueError):
-            return json.loads(column)
-    return {"error": column}
+            return json.loads(camera.error)
+    return {"error": camera.error}
 
 
 def _utc(moment: datetime) -> datetime:
