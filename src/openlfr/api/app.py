@@ -136,7 +136,9 @@ def _errors(app: FastAPI) -> None:
                 {"detail": "refused by the database: it conflicts with what is stored"},
                 status_code=409,
             )
-        return JSONResponse({"detail": "database error: the request was not completed"}, status_code=500)
+        return JSONResponse(
+            {"detail": "database error: the request was not completed"}, status_code=500
+        )
 
     app.add_exception_handler(DBAPIError, database_failed)  # type: ignore[arg-type]
 

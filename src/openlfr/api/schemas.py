@@ -323,8 +323,18 @@ class CameraOut(Orm):
     faces_processed: int
     alerts: int
     state: str = Field(
-        "planned", description="planned, starting, running, restarting, ended or failed"
+        "planned",
+        description="planned, starting, running, reconnecting (running, no frame for 5 s), "
+        "restarting (down after a crash), ended or failed",
     )
+    fps: float | None = Field(None, description="frames per second over the last second or so")
+    last_frame_at: datetime | None = Field(None, description="when its last frame arrived")
+
+    @field_validator("state", mode="before")
+    @classmethod
+    def not_run_yet(cls, value: object) -> object:
+        # read straight from a camera row that has not run, the state is not set yet
+        return "planned" if value is None else value
     crashes: int = Field(0, description="times its worker crashed (each is restarted)")
     restarts: int = 0
     last_crash: str | None = Field(None, description="cause: exit signal or code, or exception")

@@ -225,7 +225,7 @@ def deployment_show(
             "authorised_by": d.authorised_by,
             "authorised_at": str(d.authorised_at) if d.authorised_at else None,
             "threshold_override_reason": d.threshold_override_reason,
-            # counts, state, crashes (with the last cause) and error of each camera
+            # counts, rate, last frame, state, crashes (with the last cause) and error
             "cameras": [camera_record(c, d.status) for c in d.cameras],
             # where its alerts are pushed, with delivery counts (no secret: none is stored)
             "pushes": [
@@ -247,9 +247,9 @@ def deployment_show(
             ],
         }
     if as_json:
-        print(json.dumps(record, indent=2))
+        print(json.dumps(record, indent=2, default=str))
     else:
-        Console().print_json(json.dumps(record))
+        Console().print_json(json.dumps(record, default=str))
 
 
 @deployment_app.command("run")

@@ -8,21 +8,23 @@ with its cause (the exit signal or code, or the exception's type and message wit
 data) and the worker is restarted after 1, 2, 4... up to 30 s, for as long as the deployment
 runs; the deployment still ends at its hard end, whatever its cameras do.
 
-What the board shows about a camera beyond its counts is its ``CameraHealth``. It is kept in
-the camera's ``error`` column as JSON, so that no migration was needed; ``camera_record`` reads
-it back (a plain-text error of an older release included).
+What the board shows about a camera beyond its counts is its ``CameraHealth`` (state, crashes,
+restarts, the last crash, time down) with its frame rate and last frame time, in the camera's
+own columns (migration 0008), written as the deployment runs; ``camera_record`` reads them
+back. A running camera that has had no frame for ``RECONNECTING_AFTER_S`` is shown as
+reconnecting: a live source keeps trying to reopen its stream, and a file does not stall.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import multiprocessing as mp
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -32,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from openlfr.live.pipeline import AlertEvent, CameraCounts
 from openlfr.live.worker import WorkerJob, camera_worker
-from openlfr.store.models import Alert, Camera, Deployment, Suppression, utcnow
+from openlfr.store.models import Adjudication, Alert, Camera, Deployment, Suppression, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -41,45 +43,54 @@ BACKOFF_MAX_S = 30.0
 STABLE_S = 60.0  # a worker that ran this long before it crashed restarts after BACKOFF_FIRST_S
 STOP_GRACE_S = 5.0  # a worker asked to stop that has not ended by then is killed
 TRACK_IDS_PER_RUN = 1_000_000  # track ids a worker may use before the next one's begin
+RECONNECTING_AFTER_S = 5.0  # a running camera without a new frame for this long
 
 
 @dataclass
 class CameraHealth:
     """A camera's state (planned, starting, running, restarting, ended, failed), its worker's
-    crashes and restarts, the last crash's cause and time (UTC, ISO), the seconds it had no
-    worker after a crash, and the error that stopped it for good, if one did."""
+    crashes and restarts, the last crash's cause and time, the seconds it had no worker after a
+    crash, and the error that stopped it for good, if one did."""
 
     state: str = "starting"
     crashes: int = 0
     restarts: int = 0
     last_crash: str | None = None
-    last_crash_at: str | None = None
+    last_crash_at: datetime | None = None
     down_s: float = 0.0
     error: str | None = None
 
-    def column(self) -> str:
-        return json.dumps(asdict(self))
+    def store(self, camera: Camera) -> None:
+        for name, value in asdict(self).items():
+            setattr(camera, name, value)
 
     @classmethod
     def of(cls, camera: Camera, deployment_status: str) -> CameraHealth:
-        """Read back what the supervisor wrote into ``camera.error`` (a plain text there is an
-        older release's error; nothing is a camera that has not run under supervision)."""
-        text = camera.error
-        if text and text.startswith("{"):
-            try:
-                values = json.loads(text)
-                return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
-            except (ValueError, TypeError):
-                pass
-        if text:
-            return cls(state="failed", error=text)
-        states = {"planned": "planned", "running": "starting"}
-        return cls(state=states.get(deployment_status, "ended"))
+        """What the supervisor wrote; a camera that has not run yet is planned (or starting,
+        if its deployment has just begun), one without a state after the end has ended."""
+        health = cls(**{f.name: getattr(camera, f.name) for f in fields(cls)})
+        health.crashes, health.restarts = health.crashes or 0, health.restarts or 0
+        health.down_s = health.down_s or 0.0
+        if camera.state is None:
+            states = {"planned": "planned", "running": "starting"}
+            health.state = "failed" if camera.error else states.get(deployment_status, "ended")
+        return health
 
 
-def camera_record(camera: Camera, deployment_status: str) -> dict[str, Any]:
-    """A camera as the API and ``deployment show`` present it: counts and health."""
+def camera_record(
+    camera: Camera, deployment_status: str, now: datetime | None = None
+) -> dict[str, Any]:
+    """A camera as the API and ``deployment show`` present it: counts, rate and health."""
     health = CameraHealth.of(camera, deployment_status)
+    last_frame = camera.last_frame_at
+    if last_frame is not None and last_frame.tzinfo is None:  # SQLite hands back naive UTC
+        last_frame = last_frame.replace(tzinfo=UTC)
+    state = health.state
+    silent_s = ((now or utcnow()) - last_frame).total_seconds() if last_frame else 0.0
+    if deployment_status != "running" and state in {"starting", "running", "restarting"}:
+        state = "ended"  # a runner that died before it could say so
+    elif state == "running" and silent_s > RECONNECTING_AFTER_S:
+        state = "reconnecting"
     return {
         "id": camera.id,
         "name": camera.name,
@@ -89,7 +100,10 @@ def camera_record(camera: Camera, deployment_status: str) -> dict[str, Any]:
         "faces_processed": camera.faces_processed,
         "alerts": camera.alerts,
         **asdict(health),
+        "state": state,
         "down_s": round(health.down_s, 1),
+        "fps": round(camera.fps, 1) if camera.fps is not None else None,
+        "last_frame_at": last_frame,
     }
 
 
@@ -126,6 +140,7 @@ class _Slot:
     rate: float = 0.0  # frames per second a live source delivered (to count a gap's frames)
     base: CameraCounts = field(default_factory=CameraCounts)  # what earlier workers counted
     counts: CameraCounts = field(default_factory=CameraCounts)  # the current worker's
+    counted_at: float = 0.0  # time.monotonic() of the current worker's last counts
 
 
 class CameraSupervisor:
@@ -166,7 +181,7 @@ class CameraSupervisor:
                     self._ended(slot)
         for slot in self.slots:
             slot.health.state = "failed" if slot.health.error else "ended"
-            slot.camera.error = slot.health.column()
+            slot.health.store(slot.camera)
         if all(slot.health.error for slot in self.slots):
             return "failed: no camera could run"
         return self.reason or "every camera's source ended"
@@ -237,9 +252,10 @@ class CameraSupervisor:
         slot.process, slot.events, slot.control = process, events_in, control_out
         slot.runs += 1
         slot.crash, slot.killed, slot.counts = None, False, CameraCounts()
+        slot.counted_at = 0.0
         slot.run_started = time.monotonic()
         slot.health.state = "starting"
-        slot.camera.error = slot.health.column()
+        slot.health.store(slot.camera)
 
     def _stop_all(self, reason: str) -> None:
         self.reason = reason
@@ -269,11 +285,13 @@ class CameraSupervisor:
         if kind == "alert":
             if time.time() > self.deadline:
                 return  # raised after the hard end: not a lawful alert, not kept
-            _store_alert(self.session, self.deployment, camera, payload, self.reference)
+            if not _store_alert(self.session, self.deployment, camera, payload, self.reference):
+                return
             self.session.commit()  # before the callback, which may tell a reviewer to fetch it
             if self.on_alert:
                 self.on_alert(payload)
         elif kind == "counts":
+            _rate(camera, slot, payload)
             slot.counts = payload
             _store_counts(camera, slot.base, payload)
         elif kind == "started":
@@ -287,7 +305,7 @@ class CameraSupervisor:
                     slot.base.frames_dropped += round(gap * slot.rate)
                 slot.down_since = None
             slot.health.state = "running"
-            camera.error = slot.health.column()
+            slot.health.store(camera)
             _store_counts(camera, slot.base, slot.counts)
         elif kind == "error":
             slot.health.error = payload
@@ -318,22 +336,23 @@ class CameraSupervisor:
         if slot.live and ran > 0 and slot.counts.frames:
             slot.rate = (slot.counts.frames + slot.counts.frames_dropped) / ran
         slot.counts = CameraCounts()
+        slot.camera.fps = None  # no worker, no rate: the board shows the state instead
         _store_counts(slot.camera, slot.base, slot.counts)
         if slot.finished or slot.killed or slot.health.error:
             slot.finished = True
             slot.health.state = "failed" if slot.health.error else "ended"
-            slot.camera.error = slot.health.column()
+            slot.health.store(slot.camera)
             return
         cause = slot.crash or exit_cause(exitcode)
         slot.health.crashes += 1
         slot.health.last_crash = cause
-        slot.health.last_crash_at = utcnow().isoformat(timespec="seconds")
+        slot.health.last_crash_at = utcnow()
         slot.streak = 1 if ran >= STABLE_S else slot.streak + 1
         delay = min(BACKOFF_FIRST_S * 2 ** (slot.streak - 1), BACKOFF_MAX_S)
         slot.restart_at = now + delay
         slot.down_since = slot.down_since or now
         slot.health.state = "restarting"
-        slot.camera.error = slot.health.column()
+        slot.health.store(slot.camera)
         log.error(
             "camera %s: worker crashed (%s); restart in %.0f s", slot.camera.name, cause, delay
         )
@@ -370,6 +389,19 @@ def forward_suppressions(
     return after_id
 
 
+def _rate(camera: Camera, slot: _Slot, counts: CameraCounts) -> None:
+    """Frames per second the camera delivered since its worker's last counts (about 1 s, so
+    the board's figure is current, not a run's average), and when its last frame came."""
+    now = time.monotonic()
+    delivered = counts.frames + counts.frames_dropped
+    before = slot.counts.frames + slot.counts.frames_dropped
+    if delivered > before:
+        camera.last_frame_at = utcnow()
+    if slot.counted_at and now > slot.counted_at:
+        camera.fps = (delivered - before) / (now - slot.counted_at)
+    slot.counted_at = now
+
+
 def _plus(a: CameraCounts, b: CameraCounts) -> CameraCounts:
     return CameraCounts(**{f.name: getattr(a, f.name) + getattr(b, f.name) for f in fields(a)})
 
@@ -386,7 +418,10 @@ def _store_alert(
     camera: Camera,
     event: AlertEvent,
     reference: dict[int, bytes],
-) -> None:
+) -> bool:
+    """Store a new alert, or a stronger shot of one not yet adjudicated; False when the shot
+    was not kept because a reviewer has decided on the evidence as it stood (a decision must
+    stay on the images it was made on)."""
     alert = session.get(Alert, event.alert_id)
     if alert is None:
         session.add(
@@ -407,7 +442,12 @@ def _store_alert(
                 reference_image=reference[event.subject_id],
             )
         )
-    else:  # a stronger shot of the same person: better evidence for the reviewer
-        alert.track, alert.frame, alert.time_s = event.track, event.frame, event.time_s
-        alert.score, alert.similarity, alert.box = event.score, event.similarity, event.box
-        alert.probe_image, alert.updated_at = event.probe_jpeg, utcnow()
+        return True
+    decided = session.scalar(select(Adjudication.id).where(Adjudication.alert_id == alert.id))
+    if decided is not None:
+        return False
+    # a stronger shot of the same person: better evidence for the reviewer
+    alert.track, alert.frame, alert.time_s = event.track, event.frame, event.time_s
+    alert.score, alert.similarity, alert.box = event.score, event.similarity, event.box
+    alert.probe_image, alert.updated_at = event.probe_jpeg, utcnow()
+    return True

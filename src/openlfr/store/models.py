@@ -176,9 +176,17 @@ class Camera(Base):
     frames_dropped: Mapped[int] = mapped_column(Integer, default=0)
     faces_processed: Mapped[int] = mapped_column(Integer, default=0)
     alerts: Mapped[int] = mapped_column(Integer, default=0)
-    # The camera's health as JSON (state, crashes, restarts, last crash and its cause, seconds
-    # down, the error that stopped it): live.supervisor.CameraHealth writes and reads it. Plain
-    # text is an error written by an earlier release.
+    # Health (migration 0008), written by live.supervisor as the deployment runs: what the
+    # board shows live. No picture, ever: a live view would show non-matches to operators.
+    state: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    crashes: Mapped[int] = mapped_column(Integer, default=0)
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+    last_crash: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_crash_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    down_s: Mapped[float] = mapped_column(Float, default=0.0)
+    fps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_frame_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # the error that stopped the camera for good, if one did
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     deployment: Mapped[Deployment] = relationship(back_populates="cameras")

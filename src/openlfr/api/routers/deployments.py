@@ -69,7 +69,7 @@ def deployment_out(
     if pushes is None:
         pushes = pushes_by_deployment(session, [d.id])
     out = DeploymentOut.model_validate(d)
-    # each camera's state, crashes and error, which the supervisor keeps in its error column
+    # each camera's live state, rate and crashes, as the supervisor writes them
     out.cameras = [CameraOut.model_validate(camera_record(c, d.status)) for c in d.cameras]
     out.pushes = [PushOut.model_validate(push_record(p)) for p in pushes.get(d.id, [])]
     out.model = deployment_model(d)  # those planned before models had one searched with dlib
