@@ -42,7 +42,7 @@ from openlfr.errors import (
     OpenLFRError,
     PolicyError,
 )
-from openlfr.governance.scheduler import RetentionScheduler
+from openlfr.governance.scheduler import RecoveryScheduler, RetentionScheduler
 from openlfr.live.deployment import DeploymentError
 
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
@@ -177,6 +177,8 @@ def create_app(store: sessionmaker[Session] | None = None, *, poll_alerts: bool 
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         retention = RetentionScheduler(store)  # hourly purges (openlfr.governance.retention)
         retention.start()
+        recovery = RecoveryScheduler(store)  # deployments whose runner was killed
+        recovery.start()
         if poller:
             poller.start()
         try:
@@ -184,6 +186,7 @@ def create_app(store: sessionmaker[Session] | None = None, *, poll_alerts: bool 
         finally:
             begin_shutdown(_app)  # again, for servers that did not call it (idempotent)
             retention.stop()
+            recovery.stop()
             if poller:
                 poller.stop()
             runner.shutdown()

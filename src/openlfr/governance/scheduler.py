@@ -1,5 +1,7 @@
-"""The service's retention schedule: a daemon thread that runs ``run_retention`` every hour, so
-that purges happen without anyone remembering to run ``openlfr retention run``."""
+"""The service's schedules, each a daemon thread: retention every hour, so that purges happen
+without anyone remembering to run ``openlfr retention run``; and crash recovery every few
+seconds, so that a deployment whose runner was killed is ended, and its watchlist copy
+destroyed, without waiting for someone to open the board or run a deployment command."""
 
 from __future__ import annotations
 
@@ -42,5 +44,24 @@ class RetentionScheduler:
         while not self._stop.wait(self.interval_s):
             try:
                 self.run_once()
-            except Exception:  # a busy database or a bad policy file: log, try next hour
-                log.exception("retention run failed")
+            except Exception:  # a busy database or a bad policy file: log, try next time
+                log.exception("%s run failed", self._thread.name)
+
+
+class RecoveryScheduler(RetentionScheduler):
+    """Ends, every ``interval_s`` seconds, each deployment marked running whose runner is gone
+    (``live.deployment.recover_crashed``): invariants 3 and 4 hold when nobody is looking."""
+
+    def __init__(self, store: sessionmaker[Session], interval_s: float = 10.0) -> None:
+        super().__init__(store, interval_s)
+        self._thread.name = "crash recovery"
+
+    def run_once(self) -> list[int]:  # type: ignore[override]
+        from openlfr.live.deployment import recover_crashed
+
+        with self.store() as session:
+            recovered = recover_crashed(session)
+            session.commit()
+        for deployment_id in recovered:
+            log.warning("deployment %d ended: its runner had stopped unexpectedly", deployment_id)
+        return recovered
