@@ -13,7 +13,7 @@ from collections import OrderedDict
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker
 
 from openlfr.errors import OpenLFRError
 from openlfr.live.deployment import (
@@ -140,6 +140,8 @@ class AlertPoller:
     def _recent(self, session: Session) -> list[tuple[Alert, str, str]]:
         rows = session.execute(
             select(Alert, Deployment.name, Camera.name)
+            # the event names the alert; its images are fetched (and audited) by id
+            .options(defer(Alert.probe_image), defer(Alert.reference_image))
             .join(Deployment, Deployment.id == Alert.deployment_id)
             .join(Camera, Camera.id == Alert.camera_id)
             .order_by(Alert.raised_at.desc())
