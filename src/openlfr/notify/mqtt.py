@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as paho
 
 from openlfr.notify.dispatcher import Message, RetryLater
-from openlfr.notify.webhook import PushConfigError
+from openlfr.notify.webhook import PushConfigError, parse_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +51,13 @@ def available_topic(deployment_id: int) -> str:
 def check_url(url: str) -> str:
     """A broker URL as stored: mqtt:// or mqtts://, a host, no credentials in it."""
     url = url.strip()
-    if any(c.isspace() or not c.isprintable() for c in url):
-        raise PushConfigError("a MQTT broker URL has no spaces or control characters in it")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 (an out-of-range port raises here)
-    except ValueError as exc:
-        raise PushConfigError(f"not a usable MQTT broker URL: {exc}") from exc
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise PushConfigError("an MQTT broker URL must be mqtt://host[:port] or mqtts://...")
-    if parts.username or parts.password:
-        raise PushConfigError(
-            f"no credentials in the broker URL: set {USERNAME_ENV} and {PASSWORD_ENV}"
-        )
+    parts = parse_endpoint(
+        url,
+        "an MQTT broker URL",
+        ("mqtt", "mqtts"),
+        "mqtt://host[:port] or mqtts://...",
+        f"set {USERNAME_ENV} and {PASSWORD_ENV}",
+    )
     if parts.path.strip("/") or parts.query:
         raise PushConfigError(
             "an MQTT broker URL is only mqtt://host[:port]: the topic is always "

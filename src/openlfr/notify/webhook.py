@@ -28,7 +28,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from openlfr.config import data_dir
 from openlfr.errors import OpenLFRError
@@ -99,22 +99,35 @@ def verify(
     return hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
-def check_url(url: str) -> str:
-    """A webhook URL as stored: http or https, a host, no credentials in it."""
-    url = url.strip()
+def parse_endpoint(
+    url: str, what: str, schemes: tuple[str, ...], form: str, no_credentials: str
+) -> SplitResult:
+    """A receiver's URL split, refused with the reason unless it is one of ``schemes`` with a
+    host, a valid port and no credentials (``no_credentials`` says where they go instead)."""
     if any(c.isspace() or not c.isprintable() for c in url):
-        raise PushConfigError("a webhook URL has no spaces or control characters in it")
+        raise PushConfigError(f"{what} has no spaces or control characters in it")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (an out-of-range port raises here)
     except ValueError as exc:
-        raise PushConfigError(f"not a usable webhook URL: {exc}") from exc
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise PushConfigError("a webhook URL must be http:// or https:// with a host")
+        raise PushConfigError(f"not a usable {what}: {exc}") from exc
+    if parts.scheme not in schemes or not parts.hostname:
+        raise PushConfigError(f"{what} must be {form}")
     if parts.username or parts.password:
-        raise PushConfigError(
-            "no credentials in a webhook URL: the requests are signed (see docs/alerts.md)"
-        )
+        raise PushConfigError(f"no credentials in {what}: {no_credentials}")
+    return parts
+
+
+def check_url(url: str) -> str:
+    """A webhook URL as stored: http or https, a host, no credentials in it."""
+    url = url.strip()
+    parse_endpoint(
+        url,
+        "a webhook URL",
+        ("http", "https"),
+        "http:// or https:// with a host",
+        "the requests are signed (see docs/alerts.md)",
+    )
     return url
 
 
