@@ -55,3 +55,41 @@ def test_the_manager_clicks_the_face_meant(browser, database_url, astronaut, tmp
     with store() as session:
         image = session.scalar(select(ReferenceImage))
         assert image.templates[0].box == small  # the face clicked, in the photo kept whole
+
+
+def test_an_officer_plans_alert_pushes_and_the_board_counts_them(  # type: ignore[no-untyped-def]
+    browser,  # noqa: F811
+    database_url,
+    monkeypatch,
+):
+    from datetime import datetime, timedelta
+
+    from openlfr.store.models import AlertPush
+
+    monkeypatch.setenv("OPENLFR_WEBHOOK_SECRET", "a test signing secret")  # webhooks need one
+    store = service_store(database_url)
+    with LiveServer(create_app(store, poll_alerts=False)) as server:
+        manager = {"Authorization": f"Bearer {token_for(store, Role.WATCHLIST_MANAGER)}"}
+        httpx.post(f"{server.url}/api/watchlists", headers=manager, json={"name": "wl"})
+        page = browser.new_page()
+        page.goto(server.url)
+        _login(page, Role.AUTHORISING_OFFICER)
+        page.click("#nav [data-view=deployments]")
+        page.click("#plan summary")
+        page.wait_for_selector("#plan-form [name=watchlist] option[value=wl]", state="attached")
+        page.fill("#plan-form [name=name]", "Pushed op")
+        page.fill("#plan-form [name=location]", "High Street")
+        page.fill("#plan-form [name=reason]", "why here, why now")
+        ends = (datetime.now() + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M")
+        page.fill("#plan-form [name=ends_at]", ends)
+        page.fill("#plan-form [name=source]", "/dev/null")
+        page.fill("#plan-form [name=webhook_url]", "https://alerts.example.org/hook?token=x")
+        page.fill("#plan-form [name=mqtt_url]", "mqtt://broker.example.org:1883")
+        page.click("#plan-form button[type=submit]")
+        page.wait_for_selector("#status:has-text('Planned deployment')")
+        row = page.locator("#board tr:has(td:has-text('Pushed op'))")
+        row.locator("li:has-text('push webhook https://alerts.example.org/hook?...')").wait_for()
+        row.locator("li:has-text('push mqtt mqtt://broker.example.org:1883: 0 sent')").wait_for()
+        page.close()
+    with store() as session:
+        assert sorted(p.kind for p in session.scalars(select(AlertPush))) == ["mqtt", "webhook"]

@@ -317,7 +317,12 @@ async function loadBoard() {
       if (d.status === "running") actions.append(action("Stop", () => postJson(`/api/deployments/${d.id}/stop`, {})));
     }
     const status = d.status + (d.end_reason ? ` (${d.end_reason})` : "");
-    body.append(row([d.id, d.name, d.location, d.watchlist_name, d.model || "", status, cameraStates(d.cameras),
+    const cameras = cameraStates(d.cameras);
+    for (const p of d.pushes || []) {  // where alerts go, and what was delivered (no secret)
+      cameras.append(el("li", `push ${p.kind} ${p.endpoint}: ${p.sent} sent, ${p.retries} retries, ${p.failed} failed, ${p.dropped} dropped`,
+        p.failed || p.dropped ? { class: "camera-fault" } : {}));
+    }
+    body.append(row([d.id, d.name, d.location, d.watchlist_name, d.model || "", status, cameras,
       left(d.seconds_left), d.faces_processed, d.alerts, d.adjudicated, actions]));
   }
 }
@@ -345,7 +350,9 @@ $("#plan-form").addEventListener("submit", async (event) => {
     threshold: form.get("threshold") === "" ? null : Number(form.get("threshold")),
     threshold_override_reason: text("threshold_override_reason") || null,
     dpia_ref: text("dpia_ref"), equality_ref: text("equality_ref"),
-    signage_confirmed: form.get("signage_confirmed") === "on", suppress_no_match: form.get("suppress_no_match") === "on" };
+    signage_confirmed: form.get("signage_confirmed") === "on", suppress_no_match: form.get("suppress_no_match") === "on",
+    webhook_url: text("webhook_url") || null, mqtt_url: text("mqtt_url") || null,
+    push_probe_image: form.get("push_probe_image") === "on" };
   try {
     const d = await postJson("/api/deployments", body);
     event.target.reset();
