@@ -186,7 +186,9 @@ def test_a_deployment_searches_with_its_own_model_and_refuses_missing_templates(
     with pytest.raises(DeploymentError, match=missing):
         run_deployment(factory, refused)
     with factory() as session:
-        report = reembed_watchlist(session, get_watchlist(session, "clip"), get_model(MFN))
+        report = reembed_watchlist(
+            session, get_watchlist(session, "clip"), get_model(MFN), actor="test"
+        )
         assert report.embedded == 1
     deployment = run_deployment(factory, plan(), poll_s=0.2)
     with factory() as session:
