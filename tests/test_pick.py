@@ -88,13 +88,22 @@ def _subject(client, manager) -> None:  # type: ignore[no-untyped-def]
     assert client.post("/api/watchlists/wl/subjects", headers=manager, json=body).status_code == 201
 
 
+def _enrol(client, manager, photo: bytes, name: str = "p.jpg", **form: str):  # type: ignore[no-untyped-def]
+    """Upload ``photo`` as eileen's reference image on watchlist wl, with ``form`` fields."""
+    return client.post(
+        "/api/watchlists/wl/subjects/eileen/images",
+        headers=manager,
+        files={"file": (name, photo)},
+        data=form,
+    )
+
+
 def test_enrol_endpoint_picks_the_dominant_face_and_records_its_box(
     client, store, astronaut
 ) -> None:
     manager = login(client, Role.WATCHLIST_MANAGER)
     _subject(client, manager)
     photo = jpeg(_with_bystander(astronaut, 0.45))
-    url = "/api/watchlists/wl/subjects/eileen/images"
 
     preview = client.post(
         "/api/watchlists/wl/faces", headers=manager, files={"file": ("p.jpg", photo)}
@@ -106,11 +115,9 @@ def test_enrol_endpoint_picks_the_dominant_face_and_records_its_box(
     big = shown["faces"][0]["box"]
     assert big[0] >= 250 and big[2] <= 550  # the face pasted at x 250-550
 
-    refused = client.post(url, headers=manager, files={"file": ("p.jpg", photo)})
+    refused = _enrol(client, manager, photo)
     assert refused.status_code == 422 and "2 faces found" in refused.json()["detail"]
-    taken = client.post(
-        url, headers=manager, files={"file": ("p.jpg", photo)}, data={"pick": "largest"}
-    )
+    taken = _enrol(client, manager, photo, pick="largest")
     assert taken.status_code == 201, taken.text
     assert taken.json()["face_box"] == big
     with store() as session:
@@ -120,21 +127,12 @@ def test_enrol_endpoint_picks_the_dominant_face_and_records_its_box(
 
     # a chosen box (the console's click) takes the bystander, a bad box is refused
     tiny = shown["faces"][1]["box"]
-    again = client.post(
-        url,
-        headers=manager,
-        files={"file": ("q.jpg", jpeg(_with_bystander(astronaut, 0.45)[:, ::-1].copy()))},
-        data={"box": "1,2,3"},
-    )
+    mirrored = jpeg(_with_bystander(astronaut, 0.45)[:, ::-1].copy())
+    again = _enrol(client, manager, mirrored, "q.jpg", box="1,2,3")
     assert again.status_code == 422 and "x1,y1,x2,y2" in again.json()["detail"]
     other_bytes = _with_bystander(astronaut, 0.45)
     other_bytes[-1, -1] = 0  # the same faces in a photo not yet enrolled
-    bystander = client.post(
-        url,
-        headers=manager,
-        files={"file": ("r.jpg", jpeg(other_bytes))},
-        data={"box": ",".join(map(str, tiny))},
-    )
+    bystander = _enrol(client, manager, jpeg(other_bytes), "r.jpg", box=",".join(map(str, tiny)))
     assert bystander.status_code == 201, bystander.text
     assert bystander.json()["face_box"] == tiny
 
@@ -145,12 +143,7 @@ def test_enrol_endpoint_refuses_two_faces_of_a_size_with_the_reason(
     manager = login(client, Role.WATCHLIST_MANAGER)
     _subject(client, manager)
     photo = jpeg(_with_bystander(astronaut, 0.9))
-    refused = client.post(
-        "/api/watchlists/wl/subjects/eileen/images",
-        headers=manager,
-        files={"file": ("p.jpg", photo)},
-        data={"pick": "largest"},
-    )
+    refused = _enrol(client, manager, photo, pick="largest")
     assert refused.status_code == 422, refused.text
     assert "1.5x" in refused.json()["detail"]
     with store() as session:
@@ -183,12 +176,7 @@ def test_the_reviewer_is_shown_which_face_the_reference_photo_was_enrolled_for(
     manager = login(client, Role.WATCHLIST_MANAGER)
     _subject(client, manager)
     photo = jpeg(_with_bystander(astronaut, 0.45))
-    enrolled = client.post(
-        "/api/watchlists/wl/subjects/eileen/images",
-        headers=manager,
-        files={"file": ("p.jpg", photo)},
-        data={"pick": "largest"},
-    ).json()
+    enrolled = _enrol(client, manager, photo, pick="largest").json()
     scene = plan_deployment(store, watchlist="wl")
     with store() as session:
         image = session.get(ReferenceImage, enrolled["id"])
