@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -264,3 +266,17 @@ def enrol_directly(
         )
         session.commit()
         return subject.id
+
+
+def wait_until(
+    condition: Callable[[], object], what: str, timeout_s: float = 60.0, every_s: float = 0.05
+) -> object:
+    """Poll ``condition`` until it returns something true, and return that; fail saying
+    ``what`` was awaited otherwise (tests poll for a state instead of sleeping a fixed time)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")

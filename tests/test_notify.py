@@ -7,6 +7,7 @@ allows it, and each delivered message is audited."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import paho.mqtt.client as paho
 import pytest
-from service_support import insert_alert, plan_deployment
+from service_support import insert_alert, plan_deployment, wait_until
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
@@ -45,14 +46,7 @@ SECRET = "s3cret-for-tests-only-0123456789abcdef"
 WAIT_S = 20.0  # generous: a loaded 2-core machine
 
 
-def _until(condition: Callable[[], object], what: str, timeout_s: float = WAIT_S) -> object:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+_until = functools.partial(wait_until, timeout_s=WAIT_S)
 
 
 def _event(

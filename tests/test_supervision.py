@@ -5,6 +5,7 @@ to ``openlfr serve`` ends its event streams and its deployments within seconds."
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -13,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-from service_support import authorise_for_tests, enrol_directly, jpeg, token_for
+from service_support import authorise_for_tests, enrol_directly, jpeg, token_for, wait_until
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
@@ -46,15 +46,7 @@ def video(test_data: Path) -> Path:
     return test_data / "video"
 
 
-def _until(condition: Callable[[], object], what: str, timeout_s: float = WAIT_S) -> object:
-    """Poll ``condition`` until it returns something true; fail saying ``what`` otherwise."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+_until = functools.partial(wait_until, timeout_s=WAIT_S)
 
 
 def _workers(pid: int) -> list[psutil.Process]:
