@@ -147,7 +147,7 @@ def test_suppressed_face_raises_no_alert_for_that_subject(test_data: Path) -> No
 def test_runner_forwards_new_suppressions_to_their_camera_once(database_url) -> None:  # type: ignore[no-untyped-def]
     import queue
 
-    from openlfr.live.deployment import _forward_suppressions
+    from openlfr.live.supervisor import forward_suppressions
     from openlfr.store.models import Suppression
 
     store = service_store(database_url)
@@ -166,8 +166,8 @@ def test_runner_forwards_new_suppressions_to_their_camera_once(database_url) -> 
                 )
             )
         session.commit()
-        last = _forward_suppressions(session, scene.deployment_id, 0, queues)
-        assert _forward_suppressions(session, scene.deployment_id, last, queues) == last
+        last = forward_suppressions(session, scene.deployment_id, 0, queues)
+        assert forward_suppressions(session, scene.deployment_id, last, queues) == last
     assert [queues["north"].get_nowait() for _ in range(2)] == [(3, 1), (4, 2)]
     assert queues["north"].empty()
 

@@ -26,8 +26,7 @@ from sqlalchemy.orm import Session
 
 from openlfr.api.roles import Role
 from openlfr.errors import OpenLFRError
-from openlfr.live.deployment import as_utc
-from openlfr.store.models import AuthSession, User, utcnow
+from openlfr.store.models import AuthSession, User, as_utc, utcnow
 
 _hasher = PasswordHasher()
 # verifying against this when the user is unknown takes as long as a real check: no user probing

@@ -289,8 +289,8 @@ class DeploymentCreate(In):
     model: ModelName | None = Field(
         None, description="face model, name or alias (GET /api/models); default: the configured"
     )
-    webhook_url: Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)] | None = (
-        Field(None, description="POST each alert here, HMAC-signed (docs/alerts.md)")
+    webhook_url: Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)] | None = Field(
+        None, description="POST each alert here, HMAC-signed (docs/alerts.md)"
     )
     mqtt_url: Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)] | None = Field(
         None, description="publish each alert on openlfr/<id>/alerts at mqtt://host[:port]"
@@ -335,6 +335,7 @@ class CameraOut(Orm):
     def not_run_yet(cls, value: object) -> object:
         # read straight from a camera row that has not run, the state is not set yet
         return "planned" if value is None else value
+
     crashes: int = Field(0, description="times its worker crashed (each is restarted)")
     restarts: int = 0
     last_crash: str | None = Field(None, description="cause: exit signal or code, or exception")

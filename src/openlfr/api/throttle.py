@@ -31,8 +31,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from openlfr.governance import audit
-from openlfr.live.deployment import as_utc
-from openlfr.store.models import Counter, LoginThrottle, User, utcnow
+from openlfr.store.models import Counter, LoginThrottle, User, as_utc, utcnow
 
 ACCOUNT_LIMIT = 5  # $OPENLFR_LOGIN_ACCOUNT_LIMIT
 ADDRESS_LIMIT = 20  # $OPENLFR_LOGIN_ADDRESS_LIMIT: a shared NAT or proxy may want more

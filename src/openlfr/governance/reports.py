@@ -33,9 +33,9 @@ from sqlalchemy.orm import Session
 from openlfr.errors import OpenLFRError
 from openlfr.governance.authorisation import deployment_model
 from openlfr.governance.retention import ENGAGED
-from openlfr.live.deployment import as_utc, get_deployment
+from openlfr.live.deployment import get_deployment
 from openlfr.matching import default_threshold
-from openlfr.store.models import Adjudication, Alert, Deployment
+from openlfr.store.models import Adjudication, Alert, Deployment, as_utc
 
 FORMATS = ("html", "pdf", "csv", "json")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -33,8 +33,7 @@ from openlfr.governance.policy import Policy, load_policy
 from openlfr.governance.review import flag_expired
 from openlfr.live.pipeline import LiveConfig
 from openlfr.live.supervisor import CameraSupervisor
-from openlfr.live.supervisor import forward_suppressions as _forward_suppressions
-from openlfr.live.worker import WorkerJob, camera_worker
+from openlfr.live.worker import WorkerJob
 from openlfr.matching import default_threshold
 from openlfr.store.models import (
     Camera,
@@ -43,23 +42,17 @@ from openlfr.store.models import (
     SnapshotTemplate,
     Subject,
     Template,
+    as_utc,
     utcnow,
 )
 from openlfr.store.watchlists import get_watchlist, load_templates
 from openlfr.vision.models import get_model
 
 log = logging.getLogger(__name__)
-# where they lived before live.worker and live.supervisor
-__all__ = ["WorkerJob", "_forward_suppressions", "camera_worker"]
 
 
 class DeploymentError(OpenLFRError):
     """A deployment cannot be created, started or run as asked."""
-
-
-def as_utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything OpenLFR stores is UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def create_deployment(

@@ -24,7 +24,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -34,7 +34,15 @@ from sqlalchemy.orm import Session
 
 from openlfr.live.pipeline import AlertEvent, CameraCounts
 from openlfr.live.worker import WorkerJob, camera_worker
-from openlfr.store.models import Adjudication, Alert, Camera, Deployment, Suppression, utcnow
+from openlfr.store.models import (
+    Adjudication,
+    Alert,
+    Camera,
+    Deployment,
+    Suppression,
+    as_utc,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +90,7 @@ def camera_record(
 ) -> dict[str, Any]:
     """A camera as the API and ``deployment show`` present it: counts, rate and health."""
     health = CameraHealth.of(camera, deployment_status)
-    last_frame = camera.last_frame_at
-    if last_frame is not None and last_frame.tzinfo is None:  # SQLite hands back naive UTC
-        last_frame = last_frame.replace(tzinfo=UTC)
+    last_frame = as_utc(camera.last_frame_at) if camera.last_frame_at else None
     state = health.state
     silent_s = ((now or utcnow()) - last_frame).total_seconds() if last_frame else 0.0
     if deployment_status != "running" and state in {"starting", "running", "restarting"}:
@@ -167,6 +173,7 @@ class CameraSupervisor:
         self.reason: str | None = None
         self._stop_at = 0.0
         self._last_suppression = 0
+        self._controls = {s.camera.name: _Control(s) for s in self.slots}
 
     def run(self) -> str:
         """Supervise until the end; returns the deployment's end reason. Whatever happens,
@@ -211,7 +218,9 @@ class CameraSupervisor:
                     slot.killed = True
                     slot.process.kill()  # type: ignore[union-attr]
             timeout = self.poll_s
-            waiting = [s.restart_at - now for s in self.slots if s.process is None]
+            # the cameras due a restart (an ended one has nothing to wait for)
+            idle = [s for s in self.slots if s.process is None and not s.finished]
+            waiting = [s.restart_at - now for s in idle]
             if self.reason is None and waiting:
                 timeout = min(timeout, max(0.01, min(waiting)))
             for conn in wait([s.events for s in running], timeout=timeout):  # type: ignore[misc]
@@ -225,9 +234,8 @@ class CameraSupervisor:
         if self.deployment.stop_requested and self.reason is None:
             self._stop_all("stopped by an operator")
         if self.deployment.suppress_no_match:
-            controls = {s.camera.name: _Control(s) for s in self.slots}
             self._last_suppression = forward_suppressions(
-                self.session, self.deployment.id, self._last_suppression, controls
+                self.session, self.deployment.id, self._last_suppression, self._controls
             )
 
     def _start(self, slot: _Slot) -> None:

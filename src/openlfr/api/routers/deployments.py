@@ -23,7 +23,6 @@ from openlfr.governance.authorisation import authorise_deployment, deployment_mo
 from openlfr.governance.policy import load_policy
 from openlfr.live.deployment import (
     DeploymentError,
-    as_utc,
     create_deployment,
     get_deployment,
     recover_crashed,
@@ -32,7 +31,15 @@ from openlfr.live.deployment import (
 from openlfr.live.supervisor import camera_record
 from openlfr.notify import PushConfigError
 from openlfr.notify.pushes import configure_pushes, push_record, pushes_by_deployment
-from openlfr.store.models import Adjudication, Alert, AlertPush, Deployment, User, utcnow
+from openlfr.store.models import (
+    Adjudication,
+    Alert,
+    AlertPush,
+    Deployment,
+    User,
+    as_utc,
+    utcnow,
+)
 
 router = APIRouter(prefix="/api/deployments", tags=["deployments"])
 Reader = Annotated[User, Depends(allow(roles.DEPLOYMENT_READ))]

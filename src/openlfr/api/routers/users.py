@@ -21,8 +21,7 @@ from openlfr.api.schemas import (
 )
 from openlfr.errors import NotFoundError
 from openlfr.governance import audit
-from openlfr.live.deployment import as_utc
-from openlfr.store.models import AuthSession, User
+from openlfr.store.models import AuthSession, User, as_utc
 
 router = APIRouter(prefix="/api/users", tags=["users"])
 Admin = Annotated[User, Depends(allow(roles.USERS))]
