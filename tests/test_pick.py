@@ -35,7 +35,7 @@ def _face(x: float, y: float, eyes: float) -> Face:
         np.float32,
     )
     box = Detection(int(x - eyes), int(y - eyes), int(x + eyes), int(y + 2 * eyes), 1.0)
-    return Face(box, points, Quality.__new__(Quality), None, model=DLIB)
+    return Face(box, points, Quality(int(2 * eyes), eyes, 100.0, 1.0, 0.0), None, model=DLIB)
 
 
 def test_largest_needs_one_and_a_half_times_the_next() -> None:
@@ -62,6 +62,12 @@ def test_centre_needs_half_the_next_distance_most_of_the_largest_size_and_room()
     beside = _face(560, 320, 40)  # a face whose box overlaps the centre one's
     face, why = pick_face([centre, beside], 1000, 800, Pick.CENTRE)
     assert face is None and "overlaps" in why
+
+
+def test_the_command_line_offers_the_same_rules() -> None:
+    from openlfr.cli.watchlist import PickRule
+
+    assert [r.value for r in PickRule] == [p.value for p in Pick]
 
 
 def test_a_chosen_box_takes_the_face_it_overlaps() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 from datetime import date
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +14,14 @@ from rich.table import Table
 
 from openlfr.cli.common import ModelOption, _actor, _audit, _fail, _model, _progress, _session, err
 from openlfr.errors import OpenLFRError
-from openlfr.vision.pick import Pick
+
+
+class PickRule(StrEnum):
+    """``openlfr.vision.pick.Pick``'s rules, named here so that the command line starts without
+    importing the vision stack (numpy, OpenCV) only to list them."""
+
+    LARGEST = "largest"
+    CENTRE = "centre"
 
 watchlist_app = typer.Typer(
     help="Create, enrol, inspect and prune watchlists.", no_args_is_help=True
@@ -60,7 +68,7 @@ def watchlist_import(
     workers: Annotated[int | None, typer.Option(help="Processes (default: all cores).")] = None,
     model: ModelOption = None,
     pick: Annotated[
-        Pick | None,
+        PickRule | None,
         typer.Option(
             help="For photos with several faces: the largest (at least 1.5x the next by eye "
             "distance) or the centre one (at most half the next one's distance from the centre)."
@@ -78,6 +86,7 @@ def watchlist_import(
     from openlfr.store.enrol import import_folder
     from openlfr.store.watchlists import WatchlistEntry, get_watchlist
     from openlfr.vision.batch import list_images
+    from openlfr.vision.pick import Pick
 
     try:
         expires_on = date.fromisoformat(expires) if expires else None
@@ -107,7 +116,7 @@ def watchlist_import(
                 upsample=upsample,
                 workers=workers,
                 model=unit,
-                pick=pick,
+                pick=Pick(pick.value) if pick else None,
                 on_image=lambda _: progress.advance(task),
             )
         except OpenLFRError as exc:

@@ -15,6 +15,7 @@ from openlfr.errors import NotFoundError, OpenLFRError, PolicyError
 from openlfr.governance import audit
 from openlfr.governance.policy import Policy
 from openlfr.store.models import ReferenceImage, Subject, Template, Watchlist
+from openlfr.vision.detect import box_iou
 from openlfr.vision.faces import Face
 from openlfr.vision.models import FaceModel
 
@@ -307,8 +308,8 @@ def _reembed_image(image: ReferenceImage, model: FaceModel) -> str | None:
         return f"no face found by {model.name}"
     known = image.templates[0].box if image.templates else None
     if known is not None:
-        face = max(faces, key=lambda f: _overlap(f.box.as_list(), known))
-        if _overlap(face.box.as_list(), known) < 0.3:
+        face = max(faces, key=lambda f: box_iou(f.box.as_list(), known))
+        if box_iou(face.box.as_list(), known) < 0.3:
             return "the face enrolled before is not found by this model"
     elif len(faces) == 1:
         face = faces[0]
@@ -316,11 +317,3 @@ def _reembed_image(image: ReferenceImage, model: FaceModel) -> str | None:
         return f"{len(faces)} faces found and no earlier template says which is meant"
     image.templates.append(template_of(face))
     return None
-
-
-def _overlap(a: list[int], b: list[int]) -> float:
-    """Intersection over union of two ``[x1, y1, x2, y2]`` boxes."""
-    w = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-    return w * h / union if union > 0 else 0.0

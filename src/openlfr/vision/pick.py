@@ -23,6 +23,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from openlfr.vision.detect import box_iou
 from openlfr.vision.faces import Face
 from openlfr.vision.models import get_model
 
@@ -37,29 +38,14 @@ class Pick(StrEnum):
     CENTRE = "centre"
 
 
-def _eyes(face: Face) -> tuple[np.ndarray, np.ndarray]:
-    left, right, _ = get_model(face.model).eyes_and_nose(face.landmarks)
-    return np.asarray(left, float), np.asarray(right, float)
-
-
 def eye_distance(face: Face) -> float:
-    left, right = _eyes(face)
-    return float(np.linalg.norm(left - right))
+    return face.quality.eye_distance_px  # measured by the face model's own eye points
 
 
 def _centre_distance(face: Face, width: int, height: int) -> float:
-    left, right = _eyes(face)
-    middle = (left + right) / 2
+    left, right, _ = get_model(face.model).eyes_and_nose(face.landmarks)
+    middle = (np.asarray(left, float) + np.asarray(right, float)) / 2
     return float(np.hypot(middle[0] - width / 2, middle[1] - height / 2))
-
-
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Boxes as [x1, y1, x2, y2], as ``Detection.as_list``."""
-    inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = inter_w * inter_h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def pick_face(
@@ -74,8 +60,8 @@ def pick_face(
     if not faces:
         return None, "no face found"
     if box is not None:
-        best = max(faces, key=lambda f: _iou(f.box.as_list(), box))
-        if _iou(best.box.as_list(), box) < MIN_IOU:
+        best = max(faces, key=lambda f: box_iou(f.box.as_list(), box))
+        if box_iou(best.box.as_list(), box) < MIN_IOU:
             return None, "no face found in the chosen box"
         return best, ""
     if len(faces) == 1:
@@ -104,6 +90,7 @@ def pick_face(
             f"{many} and the face at the centre is under {CENTRE_MIN_SIZE}x the size of the "
             "largest"
         )
-    if any(_iou(f.box.as_list(), faces[i].box.as_list()) > 0 for f in faces if f is not faces[i]):
+    centred = faces[i].box.as_list()
+    if any(box_iou(f.box.as_list(), centred) > 0 for f in faces if f is not faces[i]):
         return None, f"{many} and another face overlaps the one at the centre"
     return faces[i], ""
