@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openlfr.api import docs
+from openlfr.api.auth import GrantRefused
 from openlfr.api.limits import max_body_bytes
 from openlfr.api.live import AlertPoller, Broadcaster, DeploymentRunner
 from openlfr.api.routers import (
@@ -114,6 +115,7 @@ def _errors(app: FastAPI) -> None:
     app.add_exception_handler(ImageError, handler(422))
     # a face model this server does not have (the message says how to install it)
     app.add_exception_handler(ModelMissingError, handler(models.MODEL_MISSING))
+    app.add_exception_handler(GrantRefused, handler(403))  # the two-person rule
     app.add_exception_handler(OpenLFRError, handler(400))
 
     async def refused_by_database(_request: Request, exc: DataError) -> JSONResponse:

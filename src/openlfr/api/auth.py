@@ -49,8 +49,7 @@ def create_user(session: Session, name: str, role: str, password: str) -> User:
     """An active account at once, without a second admin: the host's bootstrap (``openlfr user
     add``, see ``cli/service.py``) and tests. The API never calls it."""
     _check_new(session, name, role)
-    if len(password) < MIN_PASSWORD:
-        raise OpenLFRError(f"a password needs at least {MIN_PASSWORD} characters")
+    _check_password(password)
     user = User(name=name, role=role, password_hash=_hasher.hash(password), active=True)
     session.add(user)
     session.flush()
@@ -102,7 +101,7 @@ def approve(session: Session, user: User, approver: str) -> str | None:
         )
     user.role, user.active = user.pending_role, True
     _set_pending(user, None, None)
-    session.execute(delete(AuthSession).where(AuthSession.user_id == user.id))
+    _end_sessions(session, user)
     code = None
     if not user.password_hash:
         code = secrets.token_urlsafe(24)
@@ -123,8 +122,7 @@ def reject(session: Session, user: User) -> None:
 def enrol(session: Session, name: str, code: str, password: str) -> User | None:
     """The holder of an approved new account sets its password with the one-time code; None if
     the name or code is wrong or the code has expired."""
-    if len(password) < MIN_PASSWORD:
-        raise OpenLFRError(f"a password needs at least {MIN_PASSWORD} characters")
+    _check_password(password)
     user = session.scalar(select(User).where(User.name == name))
     if user is None or user.enrol_code_sha256 is None or user.enrol_expires_at is None:
         return None
@@ -180,6 +178,21 @@ def resolve_token(session: Session, token: str) -> tuple[User | None, str]:
     if not record.user.active:
         return None, "account disabled"
     return record.user, ""
+
+
+def disable(session: Session, user: User) -> None:
+    """At once, by one admin: disabling takes a power away and needs no second person."""
+    user.active = False
+    _end_sessions(session, user)
+
+
+def _end_sessions(session: Session, user: User) -> None:
+    session.execute(delete(AuthSession).where(AuthSession.user_id == user.id))
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise OpenLFRError(f"a password needs at least {MIN_PASSWORD} characters")
 
 
 def close_session(session: Session, token: str) -> None:

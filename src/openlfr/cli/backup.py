@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from openlfr.cli.common import _fail, err
+from openlfr.cli.common import _actor, _fail, err
 from openlfr.errors import OpenLFRError
-
-
-def _actor() -> str:
-    return f"cli:{getpass.getuser()}"
 
 
 def backup(

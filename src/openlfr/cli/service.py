@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from openlfr.cli.common import _audit, _fail, _session, err
+from openlfr.cli.common import _actor, _audit, _fail, _session, err
 from openlfr.errors import OpenLFRError
 
 user_app = typer.Typer(help="Operator accounts (bootstrap the first admin).", no_args_is_help=True)
@@ -84,7 +84,7 @@ def user_add(
             if bootstrap or break_glass:
                 user = create_user(session, name, role, _password(password_stdin))
             else:
-                user = request_account(session, name, role, f"cli:{getpass.getuser()}")
+                user = request_account(session, name, role, _actor())
         except OpenLFRError as exc:
             raise _fail(exc) from exc
         if bootstrap:
@@ -171,7 +171,7 @@ def audit_anchor(
 
     with _session() as session:
         try:
-            new = audit.anchor(session, actor=f"cli:{getpass.getuser()}", reason=reason[:500])
+            new = audit.anchor(session, actor=_actor(), reason=reason[:500])
         except OpenLFRError as exc:
             raise _fail(exc) from exc
         session.commit()

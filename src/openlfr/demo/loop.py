@@ -14,12 +14,11 @@ serve`` opens it again, and ``openlfr audit verify`` checks its chain.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import os
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from openlfr.cli.common import _actor
 from openlfr.demo.clip import Clip, Walk, head_patch, still, write_clip
 from openlfr.demo.portraits import Portrait, portraits
 from openlfr.errors import OpenLFRError
@@ -67,15 +67,14 @@ def isolate(home: Path, database_url: str | None = None) -> Path:
     """Point this process (and the camera workers it starts) at the demo's own data directory
     and store, whatever ``OPENLFR_*`` says: the demo never touches a user's real store, policy
     or audit key. The face models stay those already installed. ``database_url`` (an empty
-    database, e.g. on PostgreSQL) replaces the SQLite file in ``home``."""
+    database, e.g. on PostgreSQL, which the caller has checked with ``check_empty_database``)
+    replaces the SQLite file in ``home``."""
     from openlfr.config import data_dir
     from openlfr.vision.models.install import models_dir
 
     installed = models_dir()  # MobileFaceNet, where 'openlfr models install' put it
     converted = data_dir() / "models"  # dlib's networks converted to ONNX, made once
     converted.mkdir(parents=True, exist_ok=True)
-    if database_url:
-        check_empty_database(database_url)
     os.environ["OPENLFR_MODELS_DIR"] = str(installed)
     os.environ["OPENLFR_HOME"] = str(home)
     os.environ["OPENLFR_DATABASE_URL"] = database_url or f"sqlite:///{home / 'openlfr.sqlite3'}"
@@ -122,9 +121,7 @@ class DemoResult:
     frames: int  # frames of the clip searched for faces, and those skipped to keep real time
     frames_dropped: int
     accounts: dict[str, tuple[str, str]]  # name -> (role, password)
-    attributions: list[str]
     seconds: float
-    alert_ids: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """The one-line summary ``openlfr demo --no-serve`` prints last (no passwords)."""
@@ -144,13 +141,18 @@ class DemoResult:
         }
 
 
-def walks(listed: Portrait, stranger: Portrait, boxes: dict[str, list[int]]) -> list[Walk]:
+def walks(
+    listed: Portrait,
+    stranger: Portrait,
+    images: dict[str, np.ndarray],
+    boxes: dict[str, list[int]],
+) -> list[Walk]:
     """Who passes the camera, and how it sees them. The watchlisted person comes mirrored, in
     shade and out of focus far off; the stranger passes twice, plain, then mirrored in sun.
     The strangers are not blurred: blur makes dlib's model rate two faces more alike (Grace
     Hopper's similarity to Eileen Collins rose from 0.89 to 0.91, against its 0.928 threshold
     for a list of one), and a demo that stays quiet by luck would teach the wrong thing."""
-    heads = {p.slug: head_patch(p.image(), boxes[p.slug]) for p in (listed, stranger)}
+    heads = {p.slug: head_patch(images[p.slug], boxes[p.slug]) for p in (listed, stranger)}
     return [
         Walk(stranger.slug, heads[stranger.slug], 0.2, x_from=0.25, x_to=0.4),
         Walk(
@@ -202,7 +204,7 @@ def run_demo(home: Path, *, model: str | None = None, say: Say = lambda _: None)
     # The folders 'openlfr watchlist import' and 'openlfr search' take: the tour's next step.
     _write_rgb(home / "people" / listed.slug / f"{listed.slug}.png", images[listed.slug])
     say(f"portraits: {listed.name} (watchlisted) and {stranger.name} (a stranger)")
-    clip = write_clip(home / "media" / "pass-by.avi", walks(listed, stranger, boxes))
+    clip = write_clip(home / "media" / "pass-by.avi", walks(listed, stranger, images, boxes))
     for i, walk in enumerate(clip.walks, start=1):
         _write_rgb(home / "photos" / f"passer-by-{i}.jpg", still(clip, walk.start_s + 2.2))
     say(f"clip: {clip.path} ({clip.frames} frames, {clip.frames / clip.fps:.1f} s, 3 passers-by)")
@@ -214,7 +216,6 @@ def run_demo(home: Path, *, model: str | None = None, say: Say = lambda _: None)
         home=home,
         model=unit.name,
         accounts=accounts,
-        attributions=[listed.attribution, stranger.attribution],
         seconds=time.monotonic() - started,
         **result,
     )
@@ -244,10 +245,6 @@ def _accounts(say: Say) -> tuple[Any, dict[str, tuple[str, str]]]:
         session.commit()
     say(f"accounts: {OFFICER} (authorising officer), {REVIEWER} (reviewer)")
     return store, accounts
-
-
-def _actor() -> str:
-    return f"cli:{getpass.getuser()}"
 
 
 def _enrol_and_plan(store: Any, home: Path, clip: Clip, unit: Any, say: Say) -> int:
@@ -356,5 +353,4 @@ def _run(store: Any, deployment_id: int, clip: Clip, listed: Portrait, say: Say)
             "frames_dropped": camera.frames_dropped,
             "alerts": len(alerts),
             "true_alerts": true,
-            "alert_ids": [a.id for a in alerts],
         }

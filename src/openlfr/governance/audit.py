@@ -14,7 +14,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, event, select, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -171,12 +171,13 @@ class ChainWalk:
     result: Verification
     last_id: int = 0
     last_hash: str = GENESIS
-    reached: dict[int, tuple[int, str]] | None = None  # watched id -> (entries up to it, hash)
+    # watched id -> (entries up to it, hash); the genesis is reached by every chain
+    reached: dict[int, tuple[int, str]] = field(default_factory=lambda: {0: (0, GENESIS)})
 
 
 def walk_chain(entries: Iterable[AuditEntry], watch: Iterable[int] = ()) -> ChainWalk:
     watched = set(watch)
-    walk = ChainWalk(Verification(True, 0), reached={0: (0, GENESIS)})
+    walk = ChainWalk(Verification(True, 0))
     prev, count = GENESIS, 0
     for entry in entries:
         count += 1
@@ -190,7 +191,7 @@ def walk_chain(entries: Iterable[AuditEntry], watch: Iterable[int] = ()) -> Chai
             )
         prev = entry.hash
         if entry.id in watched:
-            walk.reached[entry.id] = (count, prev)  # type: ignore[index]
+            walk.reached[entry.id] = (count, prev)
         walk.last_id = entry.id
     walk.result.entries, walk.last_hash = count, prev
     return walk
@@ -246,7 +247,6 @@ def verify(session: Session, kept: Iterable[Checkpoint] = ()) -> Verification:
                 " has been checked, 'openlfr audit anchor --reason ...' makes one"
             )
         return result
-    assert walk.reached is not None
     for anchor in sorted(anchors, key=lambda c: c.last_id):
         reached = walk.reached.get(anchor.last_id)
         where = f"the checkpoint signed {anchor.at} anchors entry {anchor.last_id}"

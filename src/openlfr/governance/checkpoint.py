@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy.engine import URL
 
@@ -118,8 +119,14 @@ def load_key(create: bool = False) -> bytes | None:
     return key.encode()
 
 
-def sign(key: bytes, checkpoint: Checkpoint) -> str:
-    return hmac.new(key, checkpoint.payload(), hashlib.sha256).hexdigest()
+class Signable(Protocol):
+    """A flat dataclass with canonical bytes to sign: a checkpoint, a backup's manifest."""
+
+    def payload(self) -> bytes: ...
+
+
+def sign(key: bytes, record: Signable) -> str:
+    return hmac.new(key, record.payload(), hashlib.sha256).hexdigest()
 
 
 def read(store: str) -> Checkpoint | None:
@@ -153,11 +160,13 @@ def load(path: Path, store: str) -> Checkpoint:
     return checkpoint
 
 
-def signed(checkpoint: Checkpoint) -> str:
-    """The checkpoint as its file holds it (JSON with its ``hmac``), for keeping a copy."""
+def signed(record: Signable) -> str:
+    """The record as its file holds it (JSON with its ``hmac``): a checkpoint, for keeping a
+    copy; a backup's manifest."""
     key = load_key(create=True)
     assert key is not None
-    return json.dumps(asdict(checkpoint) | {"hmac": sign(key, checkpoint)}, indent=1)
+    fields = asdict(record)  # type: ignore[call-overload]
+    return json.dumps(fields | {"hmac": sign(key, record)}, indent=1)
 
 
 def write(checkpoint: Checkpoint) -> None:

@@ -76,12 +76,6 @@ class Manifest:
         )
 
 
-def _sign(manifest: Manifest) -> str:
-    key = checkpoint.load_key(create=True)
-    assert key is not None
-    return hmac.new(key, manifest.payload(), hashlib.sha256).hexdigest()
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as data:
@@ -180,7 +174,7 @@ def backup(url: str, dest: Path, *, actor: str, purpose: str, overwrite: bool = 
             last_id=head.last_id,
             last_hash=head.last_hash,
         )
-        record = json.dumps(manifest.__dict__ | {"hmac": _sign(manifest)}, indent=1).encode()
+        record = checkpoint.signed(manifest).encode()
         tmp = scratch / "backup.tar"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=out, mode="w") as tar:
@@ -275,9 +269,7 @@ def read_backup(path: Path, into: Path, *, accept_unsigned: bool = False) -> tup
     except (OSError, tarfile.TarError, ValueError, TypeError) as exc:
         raise BackupError(f"{path} is not a readable OpenLFR backup: {exc}") from exc
     key = checkpoint.load_key()
-    signed = key is not None and hmac.compare_digest(
-        str(mac), hmac.new(key, manifest.payload(), hashlib.sha256).hexdigest()
-    )
+    signed = key is not None and hmac.compare_digest(str(mac), checkpoint.sign(key, manifest))
     if not signed and not accept_unsigned:
         raise BackupError(
             f"{path}: its signature does not match this host's audit key ({checkpoint.key_path()})"

@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from openlfr.api import roles, throttle
-from openlfr.api.auth import GrantRefused, approve, reject, request_account, request_change
+from openlfr.api.auth import approve, disable, reject, request_account, request_change
 from openlfr.api.deps import DbSession, allow
 from openlfr.api.schemas import (
     RowId,
@@ -21,7 +21,7 @@ from openlfr.api.schemas import (
 )
 from openlfr.errors import NotFoundError
 from openlfr.governance import audit
-from openlfr.store.models import AuthSession, User, as_utc
+from openlfr.store.models import User, as_utc
 
 router = APIRouter(prefix="/api/users", tags=["users"])
 Admin = Annotated[User, Depends(allow(roles.USERS))]
@@ -82,16 +82,10 @@ def update_user(user_id: RowId, body: UserUpdate, session: DbSession, admin: Adm
     which waits for a second admin's approval."""
     user = _user(session, user_id)
     if body.active is False and user.active:
-        user.active = False
-        session.execute(delete(AuthSession).where(AuthSession.user_id == user.id))
+        disable(session, user)
         _record(session, admin.name, "user-disable", user)
     if body.role is not None or body.active is True:
-        try:
-            asked = request_change(
-                session, user, admin.name, role=body.role, enable=bool(body.active)
-            )
-        except GrantRefused as exc:
-            raise HTTPException(403, str(exc)) from exc
+        asked = request_change(session, user, admin.name, role=body.role, enable=bool(body.active))
         if asked:
             _record(session, admin.name, "user-request", user)
     session.commit()
@@ -104,10 +98,7 @@ def approve_user(user_id: RowId, session: DbSession, admin: Admin) -> Approved:
     one-time enrolment code (3 days), shown only here."""
     user = _user(session, user_id)
     asked_by = user.pending_by
-    try:
-        code = approve(session, user, admin.name)
-    except GrantRefused as exc:
-        raise HTTPException(403, str(exc)) from exc
+    code = approve(session, user, admin.name)  # GrantRefused: 403 (api.app)
     _record(session, admin.name, "user-approve", user, f"{PURPOSE}; requested by {asked_by}")
     session.commit()
     return Approved.model_validate(user).model_copy(update={"enrolment_code": code})
