@@ -25,8 +25,8 @@ async function api(path, options = {}) {
   return response.status === 204 ? null : response.json();
 }
 
-const postJson = (path, body) =>
-  api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+const postJson = (path, body, method = "POST") =>
+  api(path, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
 
 function el(tag, text, attrs = {}) {
   const node = document.createElement(tag);
@@ -686,9 +686,7 @@ $("#users").addEventListener("click", async (event) => {
       await postJson(`/api/users/${button.dataset.reject}/reject`, {});
       say("Request rejected.");
     } else if (button.dataset.disable) {
-      await api(`/api/users/${button.dataset.disable}`, {
-        method: "PATCH", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ active: false }),
-      });
+      await postJson(`/api/users/${button.dataset.disable}`, { active: false }, "PATCH");
       say("Account disabled.");
     }
   } catch (error) { say(error.message, true); }
