@@ -596,7 +596,14 @@ def alert_checks(database_url: str | None, deployment_id: int, reviewer: Reviewe
 
     from openlfr.governance.audit import verify_chain
     from openlfr.store.db import open_store
-    from openlfr.store.models import Adjudication, Alert, Camera, Deployment, SnapshotTemplate
+    from openlfr.store.models import (
+        Adjudication,
+        Alert,
+        Camera,
+        Deployment,
+        SnapshotTemplate,
+        as_utc,
+    )
 
     factory = open_store(database_url)
     with factory() as session:
@@ -623,16 +630,15 @@ def alert_checks(database_url: str | None, deployment_id: int, reviewer: Reviewe
         per_camera = {}
         for camera in cameras:
             stored = sum(1 for a in alerts if a.camera_id == camera.id)
-            health = camera_health(camera)
             per_camera[camera.name] = {
                 "frames": camera.frames,
                 "frames_dropped": camera.frames_dropped,
                 "faces_processed": camera.faces_processed,
                 "alerts_raised": camera.alerts,  # the worker pipeline's own count
                 "alerts_stored": stored,
-                "error": health.get("error"),
-                "crashes": health.get("crashes", 0),
-                "restarts": health.get("restarts", 0),
+                "error": camera.error,
+                "crashes": camera.crashes,
+                "restarts": camera.restarts,
             }
         duplicates = duplicate_alerts(
             [(a.camera_id, a.subject_id, a.raised_at.timestamp()) for a in alerts]
@@ -659,7 +665,7 @@ def alert_checks(database_url: str | None, deployment_id: int, reviewer: Reviewe
                 for a in alerts
                 if a.updated_at
                 and a.id in decided_at
-                and _utc(a.updated_at) > _utc(decided_at[a.id])
+                and as_utc(a.updated_at) > as_utc(decided_at[a.id])
             ),
             "status": deployment.status,
             "end_reason": deployment.end_reason,
@@ -672,25 +678,6 @@ def alert_checks(database_url: str | None, deployment_id: int, reviewer: Reviewe
         }
     factory.kw["bind"].dispose()
     return report
-
-
-def camera_health(camera: Any) -> dict:
-    """A camera's error, crashes and restarts: from the supervisor's own columns where the
-    store has them, else from the JSON it kept in ``error`` before those, else a plain error."""
-    if hasattr(camera, "crashes"):
-        return {
-            "error": camera.error,
-            "crashes": camera.crashes or 0,
-            "restarts": camera.restarts or 0,
-        }
-    if camera.error and camera.error.startswith("{"):
-        with contextlib.suppress(ValueError):
-            return json.loads(camera.error)
-    return {"error": camera.error}
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def duplicate_alerts(alerts: list[tuple[int, int, float]], slack_s: float = 5.0) -> int:
