@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -280,3 +283,15 @@ def wait_until(
             return value
         time.sleep(every_s)
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def run_cli(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    """``openlfr`` as the operator runs it: its own process, on the store in the environment
+    (the timeout is generous: several interpreters start at once on a loaded 2-core machine)."""
+    return subprocess.run(
+        [sys.executable, "-m", "openlfr.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env=os.environ.copy(),
+    )

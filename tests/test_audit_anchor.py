@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from service_support import run_cli
 from sqlalchemy import delete, select, text, update
 from typer.testing import CliRunner
 
@@ -38,17 +39,6 @@ def _delete_newest(store, n: int) -> None:  # type: ignore[no-untyped-def]
         session.commit()
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """``openlfr`` as the operator runs it: its own process, on the store in the environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "openlfr.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        env=os.environ.copy(),
-    )
-
-
 def _checkpoint_file(store) -> Path:  # type: ignore[no-untyped-def]
     with store() as session:
         return checkpoint.checkpoint_path(audit.store_of(session))
@@ -57,13 +47,13 @@ def _checkpoint_file(store) -> Path:  # type: ignore[no-untyped-def]
 def test_deleting_the_newest_entries_is_reported_as_truncation(database_url: str) -> None:
     store = open_store(database_url)
     _append(store, 5)
-    intact = _cli("audit", "verify")
+    intact = run_cli("audit", "verify")
     assert intact.returncode == 0, intact.stderr
     assert "5 entries" in intact.stdout and "entry 5 (5 entries)" in intact.stdout
     _delete_newest(store, 1)
     with store() as session:
         assert audit.verify_chain(session).ok  # the links alone cannot see it
-    cut = _cli("audit", "verify")
+    cut = run_cli("audit", "verify")
     assert cut.returncode == 1
     assert "truncated" in cut.stderr and "ends at entry 4 (4 entries)" in cut.stderr
     _delete_newest(store, 2)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from service_support import run_cli
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
@@ -22,16 +22,6 @@ from openlfr.store import open_store
 from openlfr.store.models import AuditEntry, Deployment, SnapshotTemplate, Watchlist
 
 TIMEOUT = 120
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "openlfr.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        env=os.environ.copy(),
-    )
 
 
 def _populate(store, watchlist: str, entries: int = 3) -> None:  # type: ignore[no-untyped-def]
@@ -88,7 +78,7 @@ def test_backup_then_restore_brings_the_store_back_and_the_chain_verifies(
     store = open_store(database_url)
     _populate(store, "before")
     file = tmp_path / "store.backup"
-    made = _cli("backup", str(file), "--reason", "nightly")
+    made = run_cli("backup", str(file), "--reason", "nightly")
     assert made.returncode == 0, made.stderr
     assert file.stat().st_mode & 0o777 == 0o600 and "personal data" in made.stderr
     with tarfile.open(file) as tar:
@@ -102,7 +92,7 @@ def test_backup_then_restore_brings_the_store_back_and_the_chain_verifies(
         before = checkpoint.read(audit.store_of(session))
     assert before.entries == 7
 
-    restored = _cli("restore", str(file), "--reason", "disk replaced, INC-7")
+    restored = run_cli("restore", str(file), "--reason", "disk replaced, INC-7")
     assert restored.returncode == 0, restored.stderr
     assert "re-anchored" in restored.stderr and before.summary() in restored.stderr
     assert _watchlists(store) == ["before"]
