@@ -193,6 +193,15 @@ class Camera(Base):
     last_frame_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # the error that stopped the camera for good, if one did
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Scale (migration 0009): the Ray custom resource a camera needs on a cluster (None: any
+    # node) and the node it last ran on; the share of frames dropped over its last counts, and
+    # its searches, their total seconds and their histogram (JSON bucket counts) for /metrics.
+    resource: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    node: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    drop_rate: Mapped[float | None] = mapped_column(Float, nullable=True)
+    searches: Mapped[int] = mapped_column(Integer, default=0)
+    search_s: Mapped[float] = mapped_column(Float, default=0.0)
+    search_hist: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     deployment: Mapped[Deployment] = relationship(back_populates="cameras")
 
