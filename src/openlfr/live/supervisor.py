@@ -13,15 +13,21 @@ restarts, the last crash, time down) with its frame rate and last frame time, in
 own columns (migration 0008), written as the deployment runs; ``camera_record`` reads them
 back. A running camera that has had no frame for ``RECONNECTING_AFTER_S`` is shown as
 reconnecting: a live source keeps trying to reopen its stream, and a file does not stall.
+A running camera that dropped more than ``LAGGING_DROP_SHARE`` of its frames over its last
+``LAG_WINDOW`` counts (about 10 s) is shown as lagging: it does not keep up with its source. A
+camera waiting for a restart that has had no frame for ``DOWN_AFTER_S`` is shown as down, as is
+one whose cluster node is lost (the cluster controller writes that state).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import multiprocessing as mp
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
@@ -32,7 +38,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from openlfr.live.pipeline import AlertEvent, CameraCounts
+from openlfr.live.pipeline import SEARCH_BUCKETS_S, AlertEvent, CameraCounts
 from openlfr.live.worker import WorkerJob, camera_worker
 from openlfr.store.models import (
     Adjudication,
@@ -52,6 +58,16 @@ STABLE_S = 60.0  # a worker that ran this long before it crashed restarts after 
 STOP_GRACE_S = 5.0  # a worker asked to stop that has not ended by then is killed
 TRACK_IDS_PER_RUN = 1_000_000  # track ids a worker may use before the next one's begin
 RECONNECTING_AFTER_S = 5.0  # a running camera without a new frame for this long
+# A camera that keeps up with its source drops a frame now and then (a model's first call, a
+# busy moment on the host): a few per cent. Over 10% for 10 s it is falling behind: the frames
+# it searches are further apart, so tracks break and a face walking through is seen on fewer
+# shots; the operator should know before faces are missed.
+LAGGING_DROP_SHARE = 0.10
+LAG_WINDOW = 10  # counts (one a second): the drop share is over the last 10 s
+# One crash restarts in 1 s and its worker runs again within seconds (models load in 3-10 s on
+# a busy 2-core host); a camera still without frames 30 s after its last one is crash-looping
+# (its backoff has reached 8-16 s): its area is not covered, and the board says so.
+DOWN_AFTER_S = 30.0
 
 
 @dataclass
@@ -91,12 +107,21 @@ def camera_record(
     """A camera as the API and ``deployment show`` present it: counts, rate and health."""
     health = CameraHealth.of(camera, deployment_status)
     last_frame = as_utc(camera.last_frame_at) if camera.last_frame_at else None
+    now = now or utcnow()
     state = health.state
-    silent_s = ((now or utcnow()) - last_frame).total_seconds() if last_frame else 0.0
-    if deployment_status != "running" and state in {"starting", "running", "restarting"}:
+    silent_s = (now - last_frame).total_seconds() if last_frame else 0.0
+    if deployment_status != "running" and state in {"starting", "running", "restarting", "down"}:
         state = "ended"  # a runner that died before it could say so
     elif state == "running" and silent_s > RECONNECTING_AFTER_S:
         state = "reconnecting"
+    elif state == "running" and (camera.drop_rate or 0.0) > LAGGING_DROP_SHARE:
+        state = "lagging"
+    elif state in {"restarting", "starting"} and health.crashes:
+        # out since its last frame; one that never had a frame, since its deployment began
+        started = camera.deployment.started_at if camera.deployment is not None else None
+        since = last_frame or (as_utc(started) if started else None) or health.last_crash_at
+        if since is not None and (now - as_utc(since)).total_seconds() > DOWN_AFTER_S:
+            state = "down"
     return {
         "id": camera.id,
         "name": camera.name,
@@ -109,7 +134,10 @@ def camera_record(
         "state": state,
         "down_s": round(health.down_s, 1),
         "fps": round(camera.fps, 1) if camera.fps is not None else None,
+        "drop_rate": round(camera.drop_rate, 3) if camera.drop_rate is not None else None,
         "last_frame_at": last_frame,
+        "node": camera.node,
+        "resource": camera.resource,
     }
 
 
@@ -147,6 +175,8 @@ class _Slot:
     base: CameraCounts = field(default_factory=CameraCounts)  # what earlier workers counted
     counts: CameraCounts = field(default_factory=CameraCounts)  # the current worker's
     counted_at: float = 0.0  # time.monotonic() of the current worker's last counts
+    # (frames delivered, frames dropped) at the current worker's last counts: the drop share
+    recent: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=LAG_WINDOW + 1))
 
 
 class CameraSupervisor:
@@ -344,7 +374,7 @@ class CameraSupervisor:
         if slot.live and ran > 0 and slot.counts.frames:
             slot.rate = (slot.counts.frames + slot.counts.frames_dropped) / ran
         slot.counts = CameraCounts()
-        slot.camera.fps = None  # no worker, no rate: the board shows the state instead
+        slot.camera.fps = slot.camera.drop_rate = None  # no worker, no rate: the state shows
         _store_counts(slot.camera, slot.base, slot.counts)
         if slot.finished or slot.killed or slot.health.error:
             slot.finished = True
@@ -407,17 +437,37 @@ def _rate(camera: Camera, slot: _Slot, counts: CameraCounts) -> None:
         camera.last_frame_at = utcnow()
     if slot.counted_at and now > slot.counted_at:
         camera.fps = (delivered - before) / (now - slot.counted_at)
+    else:  # a new worker's first counts: its drop share starts from its own start
+        slot.recent.clear()
+        slot.recent.append((0, 0))
+    slot.recent.append((delivered, counts.frames_dropped))
+    camera.drop_rate = drop_share(slot.recent)
     slot.counted_at = now
 
 
+def drop_share(recent: deque[tuple[int, int]]) -> float | None:
+    """The share of frames dropped between the oldest and newest (delivered, dropped) counts;
+    None when no frame was delivered between them."""
+    (delivered_then, dropped_then), (delivered, dropped) = recent[0], recent[-1]
+    if delivered <= delivered_then:
+        return None
+    return (dropped - dropped_then) / (delivered - delivered_then)
+
+
 def _plus(a: CameraCounts, b: CameraCounts) -> CameraCounts:
-    return CameraCounts(**{f.name: getattr(a, f.name) + getattr(b, f.name) for f in fields(a)})
+    def add(x: Any, y: Any) -> Any:  # a histogram's buckets add up one by one
+        return [i + j for i, j in zip(x, y, strict=True)] if isinstance(x, list) else x + y
+
+    return CameraCounts(**{f.name: add(getattr(a, f.name), getattr(b, f.name)) for f in fields(a)})
 
 
 def _store_counts(camera: Camera, base: CameraCounts, current: CameraCounts) -> None:
     total = _plus(base, current)
     camera.frames, camera.frames_dropped = total.frames, total.frames_dropped
     camera.faces_processed, camera.alerts = total.faces_processed, total.alerts
+    camera.searches, camera.search_s = total.searches, total.search_s
+    # with its bounds, so that a row written before the buckets changed still reads right
+    camera.search_hist = json.dumps({"le": SEARCH_BUCKETS_S, "counts": total.search_hist})
 
 
 def _store_alert(
