@@ -325,9 +325,16 @@ class CameraOut(Orm):
     state: str = Field(
         "planned",
         description="planned, starting, running, reconnecting (running, no frame for 5 s), "
-        "restarting (down after a crash), ended or failed",
+        "lagging (running, over 10% of its frames dropped over the last 10 s), restarting "
+        "(after a crash), down (no frame for 30 s while waiting for a restart, or its cluster "
+        "node lost), ended or failed",
     )
     fps: float | None = Field(None, description="frames per second over the last second or so")
+    drop_rate: float | None = Field(
+        None, description="share of its frames dropped over the last 10 s (while it runs)"
+    )
+    node: str | None = Field(None, description="the cluster node it last ran on")
+    resource: str | None = Field(None, description="the Ray resource that pins it to nodes")
     last_frame_at: datetime | None = Field(None, description="when its last frame arrived")
 
     @field_validator("state", mode="before")
