@@ -19,6 +19,9 @@ a force overrides them in ``policy.toml`` in the data directory, or the file nam
     hosts = ["10.20.0.0/16", "cam1.example.police.uk"]   # empty: any but loopback/link-local
     local_paths = ["media", "/srv/clips"]                # relative: under the data directory
     devices = [0]                   # webcam indices; none by default
+
+    [metrics]                       # a Prometheus server's token for /metrics (docs/live.md)
+    scrape_token_sha256 = "9f86d0..."   # sha256 of the token, as 'openlfr scrape-token' prints
 """
 
 from __future__ import annotations
@@ -125,12 +128,28 @@ class PushRules(_Section):
     allow_probe_image: bool = False
 
 
+class MetricsRules(_Section):
+    """Who besides a signed-in user may read ``/metrics``: a scraper holding the token whose
+    SHA-256 (64 hex digits) is set here. Only the digest is in the policy, so the policy file
+    (often in a configuration repository) gives nobody the token."""
+
+    scrape_token_sha256: str | None = None
+
+    @field_validator("scrape_token_sha256")
+    @classmethod
+    def _digest(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9a-f]{64}", value.strip().lower()):
+            raise ValueError("is the SHA-256 of the token: 64 hex digits")
+        return value.strip().lower() if value is not None else None
+
+
 class Policy(_Section):
     watchlist: WatchlistRules = WatchlistRules()
     deployment: DeploymentRules = DeploymentRules()
     retention: RetentionRules = RetentionRules()
     push: PushRules = PushRules()
     cameras: CameraRules = CameraRules()
+    metrics: MetricsRules = MetricsRules()
 
     @property
     def categories(self) -> tuple[str, ...]:
