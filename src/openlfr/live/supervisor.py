@@ -211,17 +211,22 @@ class CameraSupervisor:
         try:
             self._loop()
         finally:
-            for slot in self.slots:
-                if slot.process is not None:
-                    slot.killed = True
-                    slot.process.kill()
-                    self._ended(slot)
+            self._kill_all()
         for slot in self.slots:
             slot.health.state = "failed" if slot.health.error else "ended"
             slot.health.store(slot.camera)
         if all(slot.health.error for slot in self.slots):
             return "failed: no camera could run"
         return self.reason or "every camera's source ended"
+
+    def _kill_all(self) -> None:
+        """The end, however it came: no worker may outlive it (a cluster's runner kills its
+        actors here instead)."""
+        for slot in self.slots:
+            if slot.process is not None:
+                slot.killed = True
+                slot.process.kill()
+                self._ended(slot)
 
     def _loop(self) -> None:
         next_check = 0.0
@@ -368,6 +373,12 @@ class CameraSupervisor:
         exitcode = process.exitcode
         process.close()
         slot.process = slot.events = slot.control = None
+        self._worker_gone(slot, exit_cause(exitcode))
+
+    def _worker_gone(self, slot: _Slot, died: str) -> None:
+        """What a worker's end means for its camera, wherever it ran: its counts carried over,
+        and either the camera's end or a crash (``slot.crash``, else ``died``) with its
+        restart due after the backoff."""
         now = time.monotonic()
         ran = now - slot.run_started
         slot.base = _plus(slot.base, slot.counts)
@@ -381,7 +392,7 @@ class CameraSupervisor:
             slot.health.state = "failed" if slot.health.error else "ended"
             slot.health.store(slot.camera)
             return
-        cause = slot.crash or exit_cause(exitcode)
+        cause = slot.crash or died
         slot.health.crashes += 1
         slot.health.last_crash = cause
         slot.health.last_crash_at = utcnow()
