@@ -28,6 +28,7 @@ from openlfr.api.routers import (
     auth,
     deployments,
     events,
+    metrics,
     models,
     reports,
     subjects,
@@ -210,6 +211,7 @@ def create_app(store: sessionmaker[Session] | None = None, *, poll_alerts: bool 
     for module in (auth, users, watchlists, deployments, alerts, events, audit, reports, subjects):
         app.include_router(module.router)
     app.include_router(models.router)
+    app.include_router(metrics.router)  # /metrics, for Prometheus (api/routers/metrics.py)
     _errors(app)
     app.add_middleware(BodyLimit)
     # the last added runs first: every answer, refusals included, is logged and gets headers

@@ -40,3 +40,6 @@ SUBJECT_ERASE = frozenset({Role.WATCHLIST_MANAGER})
 # The face models and their cards: what the service can search with, no personal data. Every
 # signed-in role may read them (the admin too: choosing what to install is an operator's job).
 MODEL_READ = ALL
+# /metrics: counts, rates, states and timings per deployment and camera, never a name or an
+# image. Every signed-in role may read it (and a scraper with the policy's scrape token).
+METRICS_READ = ALL
