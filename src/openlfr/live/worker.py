@@ -26,10 +26,11 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -104,6 +105,29 @@ def camera_worker(job: WorkerJob, events: Connection, control: Connection) -> No
     die_with_parent()
     # Ctrl-C at a terminal reaches the whole process group: the runner stops its workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def take_control(suppressed: set[tuple[int, int]]) -> bool:
+        while control.poll():
+            try:
+                suppressed.add(control.recv())
+            except EOFError:  # the supervisor closed its end (or is gone): stop
+                return True
+        return False
+
+    if not run_job(job, lambda kind, payload: events.send((kind, payload)), take_control):
+        sys.exit(1)
+
+
+def run_job(
+    job: WorkerJob,
+    send: Callable[[str, Any], None],
+    take_control: Callable[[set[tuple[int, int]]], bool],
+) -> bool:
+    """One camera's run, wherever it runs (a worker process, a cluster actor): the source
+    through the pipeline until it ends, the deadline passes or ``take_control`` (called once
+    per frame with the pipeline's suppressions, to add to) says stop. Everything it has to say
+    goes to ``send(kind, payload)``: started, alert, counts, error, crash, done. Returns False
+    when it crashed (the crash has been sent, and no ``done``)."""
     names = job.subject_names.values()
     try:
         index = WatchlistIndex(job.embeddings, job.subject_ids, job.subject_names, model=job.model)
@@ -111,32 +135,24 @@ def camera_worker(job: WorkerJob, events: Connection, control: Connection) -> No
             index, camera=job.camera, config=job.config, first_track_id=job.first_track_id
         )
         pipeline.warm_up()
-
-        def should_stop() -> bool:  # called once per frame: the moment to take in suppressions
-            while control.poll():
-                try:
-                    pipeline.suppressed.add(control.recv())
-                except EOFError:  # the supervisor closed its end (or is gone): stop
-                    return True
-            return False
-
         with open_source(job.source) as source:
             origin = job.origin or time.time()
-            events.send(("started", (origin, source.live)))
+            send("started", (origin, source.live))
             run_camera(
                 source,
                 pipeline,
-                lambda e: events.send(("alert", e)),
+                lambda e: send("alert", e),
                 realtime=True,
-                should_stop=should_stop,
+                should_stop=lambda: take_control(pipeline.suppressed),
                 deadline=job.deadline,
-                on_counts=lambda c: events.send(("counts", c)),
+                on_counts=lambda c: send("counts", c),
                 counts_every_s=1.0,  # a crash loses at most a second of counts
                 started=time.monotonic() - (time.time() - origin),
             )
     except OpenLFRError as exc:  # the camera cannot run as asked: said, not restarted
-        events.send(("error", str(exc)))
+        send("error", str(exc))
     except Exception as exc:
-        events.send(("crash", crash_cause(exc, names)))
-        sys.exit(1)
-    events.send(("done", None))
+        send("crash", crash_cause(exc, names))
+        return False
+    send("done", None)
+    return True
