@@ -126,8 +126,6 @@ def camera_record(
         "id": camera.id,
         "name": camera.name,
         "source": camera.source,
-        "resource": camera.resource,  # the Ray custom resource it is pinned by, if any
-        "node": camera.node,  # the cluster node it last ran on (None: one machine)
         "frames": camera.frames,
         "frames_dropped": camera.frames_dropped,
         "faces_processed": camera.faces_processed,
