@@ -12,6 +12,13 @@ embeddings is refused (``ModelMismatchError``), never silently compared.
 A subject with several reference images scores as its *best-matching* template: each photo
 stands for the person, and a probe need resemble only one of them (a frontal and a
 three-quarter photo, say). Averaging would punish a subject for having varied photos.
+
+From ``APPROXIMATE_FROM`` templates (a measured crossover, ``openlfr.matching.approximate``)
+``search`` walks a FAISS HNSW graph instead of multiplying by every template: it asks for
+enough nearest templates to hold ``top_k`` distinct subjects, takes the best per subject, and
+scores them with ``top_k_scores``. Callers need not know: the same constructor picks it, so
+``openlfr search`` and deployments use it without a flag. ``subject_scores`` (every subject's
+similarity, for evaluation) stays exact at every size.
 """
 
 from __future__ import annotations
@@ -21,7 +28,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from openlfr.errors import OpenLFRError
-from openlfr.matching.scores import candidate_scores
+from openlfr.matching.approximate import (
+    APPROXIMATE_FROM,
+    GraphSettings,
+    TemplateGraph,
+    load_faiss,
+)
+from openlfr.matching.scores import candidate_scores, top_k_scores
 from openlfr.vision.models.calibration import Calibration, load_calibration
 
 
@@ -40,8 +53,14 @@ class Candidate:
     similarity: float
 
 
+# The most nearest templates one approximate search asks for: a subject with more templates
+# than this among a probe's neighbours would crowd the others out of its top-k.
+MAX_TEMPLATES_ASKED = 1024
+
+
 class WatchlistIndex:
-    """Exact search: one matrix product per batch of probes, so 100k templates take milliseconds."""
+    """Exact search (one matrix product per batch of probes) up to ``approximate_from``
+    templates, an in-memory HNSW graph above it. ``approximate`` forces one or the other."""
 
     def __init__(
         self,
@@ -51,6 +70,9 @@ class WatchlistIndex:
         *,
         model: str,
         calibration: Calibration | None = None,
+        approximate: bool | None = None,
+        approximate_from: int = APPROXIMATE_FROM,
+        graph: GraphSettings | None = None,
     ) -> None:
         self.model = model
         self.calibration = calibration or load_calibration(model)
@@ -70,6 +92,24 @@ class WatchlistIndex:
         self._run_starts = starts
         self._run_subjects = sorted_ids[starts] if len(sorted_ids) else sorted_ids
         self._names = subject_names
+        # Each template's column in subject_scores' output, and the largest run of one subject.
+        self._template_subject = np.repeat(
+            np.arange(len(starts)), np.diff(np.r_[starts, len(sorted_ids)])
+        )
+        self._max_run = int(np.diff(np.r_[starts, len(sorted_ids)]).max()) if len(starts) else 0
+        self.graph: TemplateGraph | None = None
+        wanted = self.template_count >= approximate_from if approximate is None else approximate
+        if wanted and self.template_count and load_faiss() is not None:
+            self.graph = TemplateGraph(self._embeddings, graph)
+            self._embeddings = self.graph.templates  # held once: a view of the graph's copy
+            if self.calibration.score == "z":  # the z-score's impostor statistics (scores.py)
+                self._template_mean = self._embeddings.mean(axis=0, dtype=np.float64)
+                self._template_cov = np.cov(self._embeddings.T, bias=True)
+
+    @property
+    def approximate(self) -> bool:
+        """True when searches walk the FAISS graph rather than every template."""
+        return self.graph is not None
 
     @property
     def template_count(self) -> int:
@@ -114,6 +154,8 @@ class WatchlistIndex:
         """The ``top_k`` subjects per probe, best first. ``model``, the probes' face model, is
         checked against the index's."""
         self.check_model(model)
+        if self.graph is not None:
+            return self._search_graph(probes, top_k)
         similarity = self.subject_scores(probes)
         scores = self.scores(similarity)
         k = min(top_k, similarity.shape[1])
@@ -123,15 +165,59 @@ class WatchlistIndex:
         results = []
         for sim_row, score_row, columns in zip(similarity, scores, top, strict=True):
             columns = columns[np.argsort(-sim_row[columns], kind="stable")]
-            results.append(
-                [
-                    Candidate(
-                        subject=self._names[int(self._run_subjects[c])],
-                        subject_id=int(self._run_subjects[c]),
-                        score=round(float(score_row[c]), 3),
-                        similarity=round(float(sim_row[c]), 4),
-                    )
-                    for c in columns
-                ]
-            )
+            results.append([self._candidate(c, score_row[c], sim_row[c]) for c in columns])
         return results
+
+    def _candidate(self, column: int, score: float, similarity: float) -> Candidate:
+        subject_id = int(self._run_subjects[column])
+        return Candidate(
+            subject=self._names[subject_id],
+            subject_id=subject_id,
+            score=round(float(score), 3),
+            similarity=round(float(similarity), 4),
+        )
+
+    def _search_graph(self, probes: np.ndarray, top_k: int) -> list[list[Candidate]]:
+        """The approximate search: nearest templates, best per subject, top-k scores."""
+        assert self.graph is not None
+        probes = np.atleast_2d(np.asarray(probes, dtype=np.float32))
+        if probes.shape[1] != self._embeddings.shape[1]:
+            self.subject_scores(probes[:0])  # raises the exact index's ModelMismatchError
+        # Subjects wanted: at least two, so the gap rule knows the runner-up.
+        wanted = min(max(top_k, 2), self.subject_count)
+        # Enough templates that even if the nearest ones all belong to the top subjects, as
+        # many distinct subjects remain as wanted.
+        asked = min(self.template_count, wanted * self._max_run, MAX_TEMPLATES_ASKED)
+        sims, rows = self.graph.search(probes, asked)
+        per_probe: list[tuple[np.ndarray, np.ndarray]] = []
+        for sim_row, row in zip(sims, rows, strict=True):
+            found = row >= 0
+            columns = self._template_subject[row[found]]
+            # Rows come best first: a subject's first occurrence is its best template.
+            _, first = np.unique(columns, return_index=True)
+            first.sort()
+            first = first[:wanted]
+            per_probe.append((columns[first], sim_row[found][first]))
+        width = max((len(c) for c, _ in per_probe), default=0)
+        padded = np.full((len(probes), max(width, 1)), -np.inf)
+        for i, (_, s) in enumerate(per_probe):
+            padded[i, : len(s)] = s
+        extra = {}
+        if self.calibration.score == "z":
+            probes64 = probes.astype(np.float64)
+            extra = {
+                "impostor_mean": probes64 @ self._template_mean,
+                "impostor_var": np.einsum("ij,jk,ik->i", probes64, self._template_cov, probes64),
+            }
+        scores = top_k_scores(
+            np.where(np.isfinite(padded), padded, 0.0),
+            self.calibration.score,
+            self.calibration.priors,
+            subjects=self.subject_count,
+            **extra,
+        )
+        k = min(top_k, self.subject_count)
+        return [
+            [self._candidate(c, scores[i, j], s[j]) for j, c in enumerate(columns[:k])]
+            for i, (columns, s) in enumerate(per_probe)
+        ]

@@ -1,0 +1,109 @@
+"""Approximate 1:N search for large watchlists: a FAISS HNSW graph over the templates.
+
+Above ``APPROXIMATE_FROM`` templates one exact matrix product per probe costs more than walking
+a graph: at 1,000,000 MobileFaceNet templates the product reads 768 MB per probe (about 90 ms
+on 2 cores), the graph a few thousand templates (about 1 ms). HNSW beat IVF on these 2 cores
+at equal recall of the exact top-1, IVF needing to scan a large share of its lists to reach
+0.99 (docs/scale.md, ``benchmarks/faiss_index.py``).
+
+The graph is built once per index, that is once per watchlist snapshot, and lives in memory
+only: nothing here ever writes it to disk (``faiss.write_index`` is never called), so a
+snapshot's templates are destroyed with the process like the exact index's. Similarities of
+the candidates it finds are exact inner products; only *which* templates are candidates is
+approximate.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from types import ModuleType
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# Templates from which the index switches from the exact product to the graph: the measured
+# crossover on 2 cores, where a single probe's graph search (ef_search 128) became faster than
+# the product at recall >= 0.99 of the exact top-1 (benchmarks/faiss_index.py --crossover).
+APPROXIMATE_FROM = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class GraphSettings:
+    """HNSW's knobs. ``m``: links per template (memory: 2m int32 per template at the base
+    layer); ``ef_construction``: the build's beam; ``ef_search``: the search's beam, raised to
+    the number of templates asked for where that is larger."""
+
+    m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 128
+
+
+_faiss: ModuleType | None = None
+_warned = False
+
+
+def load_faiss() -> ModuleType | None:
+    """FAISS, or None with one warning where it cannot be imported (search stays exact)."""
+    global _faiss, _warned
+    if _faiss is not None:
+        return _faiss
+    try:
+        import faiss
+    except ImportError as exc:
+        if not _warned:
+            _warned = True
+            warnings.warn(
+                f"faiss-cpu is not installed ({exc}): large watchlists are searched exactly, "
+                "which is slower (pip install faiss-cpu)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return None
+    _faiss = faiss
+    return faiss
+
+
+class TemplateGraph:
+    """An HNSW graph over unit-length templates (inner product = cosine similarity)."""
+
+    def __init__(self, embeddings: np.ndarray, settings: GraphSettings | None = None) -> None:
+        faiss = load_faiss()
+        if faiss is None:
+            raise ImportError("faiss-cpu is not installed")
+        self.settings = settings or GraphSettings()
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        self._index = faiss.IndexHNSWFlat(
+            embeddings.shape[1], self.settings.m, faiss.METRIC_INNER_PRODUCT
+        )
+        self._index.hnsw.efConstruction = self.settings.ef_construction
+        self._index.add(embeddings)
+        # The graph keeps its own copy of the templates: expose it as a view, so the caller can
+        # drop its matrix and the templates are held once, not twice.
+        storage = faiss.downcast_index(self._index.storage)
+        n, d = embeddings.shape
+        self.templates = faiss.rev_swig_ptr(storage.get_xb(), n * d).reshape(n, d)
+
+    def search(self, probes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(similarities, template rows)`` of each probe's ``k`` nearest templates, best
+        first; rows of -1 where fewer were found."""
+        faiss = load_faiss()
+        assert faiss is not None
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = max(self.settings.ef_search, k)
+        return self._index.search(np.ascontiguousarray(probes, np.float32), k, params=params)
+
+    @property
+    def memory_bytes(self) -> int:
+        """Templates plus the graph's links (an estimate from the base layer's size)."""
+        n, d = self.templates.shape
+        links = faiss_links_bytes(self._index)
+        return n * d * 4 + links
+
+
+def faiss_links_bytes(index) -> int:  # type: ignore[no-untyped-def]
+    """Bytes of an HNSW graph's neighbour lists, levels and offsets."""
+    hnsw = index.hnsw
+    return int(hnsw.neighbors.size() * 4 + hnsw.levels.size() * 4 + hnsw.offsets.size() * 8)
