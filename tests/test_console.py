@@ -137,6 +137,8 @@ def test_reviewer_adjudicates_a_live_alert_by_keyboard(
         page.wait_for_selector("#board tr td:has-text('Test op')")
         board = page.locator("#board tr").first.locator("td").all_inner_texts()
         assert board[3:5] == ["demo", default]  # watchlist, then the model it searches with
+        badge = page.locator("#board tr").first.locator("ul.cameras .badge")  # each camera's state
+        assert badge.inner_text() == "planned" and "0 dropped" in board[6]
         # plan one: the model select holds the installed models, the default chosen
         page.click("#plan summary")
         page.wait_for_selector("#plan-form [name=watchlist] option[value=demo]", state="attached")

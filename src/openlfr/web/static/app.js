@@ -288,18 +288,25 @@ function left(seconds) {
   return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} min`;
 }
 
-// Each camera's state, rate and counts, refreshed with the board, and its crashes: a crash reads
-// as a crash, with its cause, not as an end. Figures only: never a picture of passers-by.
+// Each camera's state (a badge: running, reconnecting, lagging, restarting, down...), rate and
+// counts, refreshed with the board, and its crashes: a crash reads as a crash, with its cause,
+// not as an end. Figures only: never a picture of passers-by.
 function cameraStates(cameras) {
   const list = el("ul", null, { class: "cameras" });
   for (const c of cameras || []) {
-    let text = `${c.name}: ${c.state}`;
+    const item = el("li", null, c.crashes || c.error ? { class: "camera-fault" } : {});
+    item.append(`${c.name} `, el("span", c.state, { class: `badge state-${c.state}`, "data-state": c.state }));
+    let text = "";
     if (c.fps !== null && c.fps !== undefined) text += ` · ${c.fps.toFixed(1)} fps`;
-    text += ` · ${c.frames} frames, ${c.frames_dropped} dropped, ${c.faces_processed} faces processed`;
+    text += ` · ${c.frames} frames, ${c.frames_dropped} dropped`;
+    if (c.drop_rate !== null && c.drop_rate !== undefined) text += ` (${Math.round(c.drop_rate * 100)}% of the last 10 s)`;
+    text += `, ${c.faces_processed} faces processed`;
+    if (c.node) text += ` · node ${c.node}`;
     if (c.last_frame_at) text += ` · last frame ${time(c.last_frame_at)}`;
     if (c.crashes) text += ` · ${c.crashes} crash${c.crashes > 1 ? "es" : ""}, ${c.restarts} restart${c.restarts === 1 ? "" : "s"} (last: ${c.last_crash}) · ${Math.round(c.down_s)} s down`;
     if (c.error) text += ` · ${c.error}`;
-    list.append(el("li", text, c.crashes || c.error ? { class: "camera-fault" } : {}));
+    item.append(text);
+    list.append(item);
   }
   return list;
 }
