@@ -19,7 +19,7 @@ from openlfr.cli.inputs import CheckedGroup
 from openlfr.cli.live import replay
 from openlfr.cli.models import models_app
 from openlfr.cli.search import search
-from openlfr.cli.service import audit_app, serve, user_app
+from openlfr.cli.service import audit_app, scrape_token, serve, user_app
 from openlfr.cli.watchlist import watchlist_app
 
 app = typer.Typer(
@@ -36,7 +36,7 @@ app.add_typer(subject_app, name="subject")
 app.add_typer(retention_app, name="retention")
 app.add_typer(models_app, name="models")
 app.command()(demo)  # the first command listed: where a newcomer starts
-for command in (search, evaluate, calibrate, replay, serve, report, backup, restore):
+for command in (search, evaluate, calibrate, replay, serve, scrape_token, report, backup, restore):
     app.command()(command)
 
 __all__ = ["app", "main"]

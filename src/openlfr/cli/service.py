@@ -48,6 +48,30 @@ def serve(
     )
 
 
+def scrape_token(
+    path: Annotated[
+        Path, typer.Argument(help="New file for the token (Prometheus' credentials_file).")
+    ],
+) -> None:
+    """Make a token for a Prometheus server to read /metrics with: written to PATH (readable by
+    its owner only), never shown; prints the [metrics] lines for policy.toml, which hold only
+    its SHA-256."""
+    import hashlib
+    import os
+    import secrets
+
+    token = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise _fail(OpenLFRError(f"{path}: cannot create the token file ({exc.strerror})")) from exc
+    with os.fdopen(fd, "w") as out:
+        out.write(token)
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    err.print(f"token written to {path}; add to the policy (then no restart is needed):")
+    print(f'[metrics]\nscrape_token_sha256 = "{digest}"')
+
+
 @user_app.command("add")
 def user_add(
     name: str,
