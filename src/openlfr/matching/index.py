@@ -28,12 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from openlfr.errors import OpenLFRError
-from openlfr.matching.approximate import (
-    APPROXIMATE_FROM,
-    GraphSettings,
-    TemplateGraph,
-    load_faiss,
-)
+from openlfr.matching import approximate as ann
+from openlfr.matching.approximate import GraphSettings, TemplateGraph, load_faiss
 from openlfr.matching.scores import candidate_scores, top_k_scores
 from openlfr.vision.models.calibration import Calibration, load_calibration
 
@@ -71,7 +67,7 @@ class WatchlistIndex:
         model: str,
         calibration: Calibration | None = None,
         approximate: bool | None = None,
-        approximate_from: int = APPROXIMATE_FROM,
+        approximate_from: int | None = None,
         graph: GraphSettings | None = None,
     ) -> None:
         self.model = model
@@ -98,8 +94,9 @@ class WatchlistIndex:
         )
         self._max_run = int(np.diff(np.r_[starts, len(sorted_ids)]).max()) if len(starts) else 0
         self.graph: TemplateGraph | None = None
-        wanted = self.template_count >= approximate_from if approximate is None else approximate
-        if wanted and self.template_count and load_faiss() is not None:
+        if approximate is None:  # read at call time, so a site (or a test) may move it
+            approximate = self.template_count >= (approximate_from or ann.APPROXIMATE_FROM)
+        if approximate and self.template_count and load_faiss() is not None:
             self.graph = TemplateGraph(self._embeddings, graph)
             self._embeddings = self.graph.templates  # held once: a view of the graph's copy
             if self.calibration.score == "z":  # the z-score's impostor statistics (scores.py)
@@ -177,6 +174,21 @@ class WatchlistIndex:
             similarity=round(float(similarity), 4),
         )
 
+    def _impostor_moments(self, probes: np.ndarray, best: np.ndarray) -> dict[str, np.ndarray]:
+        """Each probe's mean and variance of similarity over every template but its best one,
+        from the templates' mean and covariance (p . mean, p' C p): no product with every
+        template. Exact where subjects have one template each (the exact rule's impostors)."""
+        p = probes.astype(np.float64)
+        n = self.template_count
+        mean = p @ self._template_mean
+        second = np.einsum("ij,jk,ik->i", p, self._template_cov, p) + mean**2  # E[s^2]
+        if n < 2:
+            return {"impostor_mean": mean, "impostor_var": second - mean**2}
+        best = np.where(np.isfinite(best), best, mean)
+        mean_out = (n * mean - best) / (n - 1)
+        var_out = (n * second - best**2) / (n - 1) - mean_out**2
+        return {"impostor_mean": mean_out, "impostor_var": np.maximum(var_out, 0.0)}
+
     def _search_graph(self, probes: np.ndarray, top_k: int) -> list[list[Candidate]]:
         """The approximate search: nearest templates, best per subject, top-k scores."""
         assert self.graph is not None
@@ -204,11 +216,7 @@ class WatchlistIndex:
             padded[i, : len(s)] = s
         extra = {}
         if self.calibration.score == "z":
-            probes64 = probes.astype(np.float64)
-            extra = {
-                "impostor_mean": probes64 @ self._template_mean,
-                "impostor_var": np.einsum("ij,jk,ik->i", probes64, self._template_cov, probes64),
-            }
+            extra = self._impostor_moments(probes, padded[:, 0])
         scores = top_k_scores(
             np.where(np.isfinite(padded), padded, 0.0),
             self.calibration.score,
