@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from openlfr.errors import OpenLFRError
+from openlfr.governance.policy import Policy
 from openlfr.live.pipeline import LiveConfig, LivePipeline
 from openlfr.live.runner import run_camera
 from openlfr.live.sources import open_source
@@ -62,6 +63,9 @@ class WorkerJob:
     # worker resumes a file where a live picture would be. None for the first worker.
     origin: float | None = None
     first_track_id: int = 1  # each restart takes fresh track ids
+    # The policy whose camera rules the source must meet: the controller's, on a cluster node
+    # (whose own configuration is not the deployment's); None: this machine's (load_policy()).
+    policy: Policy | None = None
 
 
 def die_with_parent() -> None:
@@ -135,7 +139,7 @@ def run_job(
             index, camera=job.camera, config=job.config, first_track_id=job.first_track_id
         )
         pipeline.warm_up()
-        with open_source(job.source) as source:
+        with open_source(job.source, policy=job.policy) as source:
             origin = job.origin or time.time()
             send("started", (origin, source.live))
             run_camera(
