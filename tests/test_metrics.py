@@ -213,8 +213,9 @@ def test_metrics_for_every_role_and_the_scrape_token_and_never_a_name(
 # --- several deployments, several runners, one store, one service ------------------------------
 
 
-def _plan_two(store: sessionmaker[Session], source: Path) -> list[int]:
-    """Two authorised deployments starting now, one camera each, on one watchlist of one."""
+def _plan_two(store: sessionmaker[Session], sources: list[Path]) -> list[int]:
+    """Two authorised deployments starting now, one camera each (on ``sources``), on one
+    watchlist of one."""
     model = get_model().name
     with store() as session:
         create_watchlist(session, "demo")
@@ -223,7 +224,8 @@ def _plan_two(store: sessionmaker[Session], source: Path) -> list[int]:
     ids = []
     with store() as session:
         now = datetime.now(UTC)
-        for name, camera in (("East gate", "east"), ("West gate", "west")):
+        names = (("East gate", "east"), ("West gate", "west"))
+        for (name, camera), source in zip(names, sources, strict=True):
             d = create_deployment(
                 session,
                 name=name,
@@ -284,8 +286,12 @@ def test_one_service_shows_two_deployments_run_by_two_runners_on_one_postgresql(
 ) -> None:
     if db_backend != "postgresql":
         pytest.skip("several runners and a service share one store on PostgreSQL")
-    clip = test_data / "video" / "intel-backs-to-camera-no-faces.mp4"  # 139 s: outlasts the test
-    ids = _plan_two(store, clip)
+    # east: 3 s of faces (none on the list), searched, then its deployment ends; west: 139 s
+    # without faces, running throughout
+    video = test_data / "video"
+    ids = _plan_two(
+        store, [video / "openmpf-indoor-group.mp4", video / "intel-backs-to-camera-no-faces.mp4"]
+    )
     port = _free_port()
     server = _start(processes, tmp_path, "serve", "--port", str(port))
     for deployment_id in ids:  # each as if on a camera host of its own
@@ -300,15 +306,15 @@ def test_one_service_shows_two_deployments_run_by_two_runners_on_one_postgresql(
             answer = httpx.get(f"{url}/api/deployments", headers=officer, timeout=5)
         except httpx.HTTPError:
             return None
-        shown = {d["id"]: d["cameras"][0] for d in answer.json()}
-        running = all(
-            shown.get(i, {}).get("state") in {"running", "lagging"} and shown[i]["frames"] > 0
-            for i in ids
-        )
-        return shown if running else None
+        shown = {d["id"]: {**d["cameras"][0], "status": d["status"]} for d in answer.json()}
+        east, west = shown.get(ids[0], {}), shown.get(ids[1], {})
+        done = east.get("status") == "ended" and east["state"] == "ended"
+        running = west.get("state") in {"running", "lagging"} and west["frames"] > 0
+        return shown if done and running else None
 
-    shown = wait_until(board, "both deployments' cameras running on the board", timeout_s=120)
+    shown = wait_until(board, "east to end and west to run, on the board", timeout_s=150)
     assert {shown[i]["name"] for i in ids} == {"east", "west"}  # type: ignore[index]
+    assert shown[ids[0]]["faces_processed"] > 0  # type: ignore[index]
     with store() as session:
         scene_camera = session.get(Deployment, ids[0]).cameras[0].id
     grey = np.full((40, 40, 3), 128, np.uint8)
@@ -336,10 +342,20 @@ def test_one_service_shows_two_deployments_run_by_two_runners_on_one_postgresql(
         if name.endswith("_count")
     }
     assert counts == {"east": 1, "west": 0}
-    for deployment_id in ids:  # both end cleanly: their runners destroy their snapshots
-        stop = httpx.post(
-            f"{url}/api/deployments/{deployment_id}/stop", headers=officer, timeout=10
-        )
-        assert stop.status_code in (200, 202), stop.text
-    for process, _ in processes[1:]:
+    search = _samples(families, "openlfr_camera_search_seconds")
+    searched = {
+        dict(labels)["camera"]: value
+        for (name, labels), value in search.items()
+        if name.endswith("_count")
+    }
+    assert searched["east"] > 0 and searched["west"] == 0  # the east runner timed its searches
+    east = (("camera", "east"), ("deployment", str(ids[0])))
+    spent = search[("openlfr_camera_search_seconds_sum", east)]
+    each_ms = 1000 * spent / searched["east"]
+    print(f"measured: east {searched['east']:.0f} searches, {each_ms:.3f} ms each")
+    info = _samples(families, "openlfr_deployment_info")
+    assert {dict(labels)["status"] for (_, labels) in info} == {"ended", "running"}
+    stop = httpx.post(f"{url}/api/deployments/{ids[1]}/stop", headers=officer, timeout=10)
+    assert stop.status_code == 202, stop.text
+    for process, _ in processes[1:]:  # both runners end cleanly, their snapshots destroyed
         assert process.wait(timeout=60) == 0
