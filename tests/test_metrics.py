@@ -34,8 +34,10 @@ from service_support import (
     wait_until,
 )
 from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner
 
 from openlfr.api.roles import Role
+from openlfr.cli import app
 from openlfr.live.deployment import create_deployment
 from openlfr.live.pipeline import SEARCH_BUCKETS_S, CameraCounts
 from openlfr.live.supervisor import (
@@ -208,6 +210,34 @@ def test_metrics_for_every_role_and_the_scrape_token_and_never_a_name(
     asked = client.get("/metrics", headers={**scrape, "Accept": "application/openmetrics-text"})
     assert asked.headers["content-type"].startswith("application/openmetrics-text")
     assert asked.text.rstrip().endswith("# EOF")
+
+
+def test_deployment_show_and_the_scrape_token_command(
+    store: sessionmaker[Session], tmp_path: Path, openlfr_home: Path
+) -> None:
+    scene = plan_deployment(store)
+    _running(store, scene)
+    with store() as session:
+        session.get(Deployment, scene.deployment_id).cameras[0].node = "camera-host-2"
+        session.commit()
+    shown = CliRunner().invoke(app, ["deployment", "show", str(scene.deployment_id), "--json"])
+    assert shown.exit_code == 0, shown.output
+    [camera] = json.loads(shown.output)["cameras"]
+    assert (camera["state"], camera["drop_rate"], camera["node"]) == (
+        "lagging",
+        0.2,
+        "camera-host-2",
+    )
+
+    token_file = tmp_path / "scrape.token"
+    made = CliRunner().invoke(app, ["scrape-token", str(token_file)])
+    assert made.exit_code == 0, made.output
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    token = token_file.read_text()
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    assert token not in made.output and f'scrape_token_sha256 = "{digest}"' in made.output
+    again = CliRunner().invoke(app, ["scrape-token", str(token_file)])  # never overwritten
+    assert again.exit_code != 0 and token_file.read_text() == token
 
 
 # --- several deployments, several runners, one store, one service ------------------------------
