@@ -72,8 +72,8 @@ class AlertEvent:
 SEARCH_BUCKETS_S = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
-def _no_searches() -> list[int]:
-    return [0] * (len(SEARCH_BUCKETS_S) + 1)  # the last bucket: above every bound
+def _no_searches() -> tuple[int, ...]:
+    return (0,) * (len(SEARCH_BUCKETS_S) + 1)  # the last bucket: above every bound
 
 
 @dataclass
@@ -84,15 +84,20 @@ class CameraCounts:
     searches: int = 0
     alerts: int = 0
     # The 1:N search's time: the total, and how many searches took at most each of
-    # SEARCH_BUCKETS_S (one count per bucket, not cumulative; the last: longer than them all)
+    # SEARCH_BUCKETS_S (one count per bucket, not cumulative; the last: longer than them all).
+    # A tuple, replaced at each search: a shallow copy of the counts (a cluster actor's) is
+    # then a snapshot, not a view the pipeline goes on changing.
     search_s: float = 0.0
-    search_hist: list[int] = field(default_factory=_no_searches)
+    search_hist: tuple[int, ...] = field(default_factory=_no_searches)
 
     def timed(self, seconds: float, searches: int) -> None:
         """One index search of ``searches`` probes that took ``seconds``: each probe is counted
         at its share, the time per query a watchlist's index is measured by."""
         self.search_s += seconds
-        self.search_hist[bisect.bisect_left(SEARCH_BUCKETS_S, seconds / searches)] += searches
+        bucket = bisect.bisect_left(SEARCH_BUCKETS_S, seconds / searches)
+        hist = list(self.search_hist)
+        hist[bucket] += searches
+        self.search_hist = tuple(hist)
 
 
 @dataclass

@@ -467,7 +467,7 @@ def drop_share(recent: deque[tuple[int, int]]) -> float | None:
 
 def _plus(a: CameraCounts, b: CameraCounts) -> CameraCounts:
     def add(x: Any, y: Any) -> Any:  # a histogram's buckets add up one by one
-        return [i + j for i, j in zip(x, y, strict=True)] if isinstance(x, list) else x + y
+        return tuple(i + j for i, j in zip(x, y, strict=True)) if isinstance(x, tuple) else x + y
 
     return CameraCounts(**{f.name: add(getattr(a, f.name), getattr(b, f.name)) for f in fields(a)})
 
