@@ -51,6 +51,14 @@ def deployment_create(
         bool,
         typer.Option("--push-probe-image", help="Pushed alerts carry the probe crop (policy)."),
     ] = False,
+    camera_resource: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=RESOURCE: on a cluster ('deployment run --cluster'), camera NAME runs "
+            "only on the Ray nodes started with that custom resource (the ones that can reach "
+            "it: ray start --resources='{\"RESOURCE\": 100}'). Repeat per camera."
+        ),
+    ] = None,
 ) -> None:
     """Plan a deployment: who, where, when, why, which watchlist, which cameras, and where its
     alerts are pushed as they happen (optional; audited).
@@ -69,6 +77,12 @@ def deployment_create(
             else ("", "", spec)
         )
         cameras[cam_name or f"camera-{i}"] = source
+    resources = {}
+    for spec in camera_resource or []:
+        cam_name, _, resource = spec.partition("=")
+        if not cam_name or not resource:
+            raise _fail(OpenLFRError(f"--camera-resource is NAME=RESOURCE, not {spec!r}"))
+        resources[cam_name] = resource
     with _session() as session:
         try:
             deployment = create_deployment(
@@ -88,6 +102,7 @@ def deployment_create(
                 signage_confirmed=signage_confirmed,
                 threshold_override_reason=threshold_override_reason,
                 model=model,
+                resources=resources,
             )
             configure_pushes(
                 session,
@@ -253,8 +268,20 @@ def deployment_show(
 
 
 @deployment_app.command("run")
-def deployment_run(deployment_id: int) -> None:
-    """Run a deployment until its end time or 'openlfr deployment stop'; one process per camera.
+def deployment_run(
+    deployment_id: int,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            envvar="OPENLFR_RAY_ADDRESS",
+            help="Run each camera as an actor on the Ray cluster whose head is at HOST:PORT "
+            "(needs 'openlfr[cluster]'; the head must not spill to disk: docs/scale.md).",
+        ),
+    ] = None,
+) -> None:
+    """Run a deployment until its end time or 'openlfr deployment stop'; one process per camera,
+    or one Ray actor per camera with --cluster (this process is then the controller: it alone
+    stores alerts and enforces the end).
 
     SIGTERM or Ctrl-C stops it as 'deployment stop' would (its snapshot is destroyed); a crashed
     camera is restarted; if this process is killed outright, its camera workers die with it."""
@@ -289,7 +316,9 @@ def deployment_run(deployment_id: int) -> None:
     # restored at the end: a caller in the same process (a test) keeps its own handlers
     previous = {n: signal.signal(n, on_signal) for n in (signal.SIGTERM, signal.SIGINT)}
     try:
-        deployment = run_deployment(store, deployment_id, on_alert=on_alert, stop=stop)
+        deployment = run_deployment(
+            store, deployment_id, on_alert=on_alert, stop=stop, cluster=cluster or None
+        )
     except OpenLFRError as exc:
         raise _fail(exc) from exc
     finally:

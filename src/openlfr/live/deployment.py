@@ -15,6 +15,7 @@ crash) destroys its watchlist snapshot.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -74,13 +75,15 @@ def create_deployment(
     signage_confirmed: bool = False,
     threshold_override_reason: str | None = None,
     model: str | None = None,
+    resources: dict[str, str] | None = None,
 ) -> Deployment:
     """Record a planned deployment; refuses an empty reason, no camera, a past end, a length
     the policy does not allow, and a threshold below the policy's minimum without a written
     override reason (the override is audited). It still needs authorising before it runs.
 
     ``model`` is the face model it will search with (default: the configured one), fixed now:
-    its watchlist must hold that model's templates when it starts."""
+    its watchlist must hold that model's templates when it starts. ``resources`` (camera name
+    -> Ray custom resource) pins cameras to the cluster nodes that can reach them."""
     policy = policy or load_policy()
     model = get_model(model).name
     wl = get_watchlist(session, watchlist)  # must exist now; it is frozen at start
@@ -95,6 +98,9 @@ def create_deployment(
         raise DeploymentError(f"the end time {ends_at:%Y-%m-%d %H:%M} UTC has already passed")
     if not cameras:
         raise DeploymentError("a deployment needs at least one camera")
+    unknown = sorted(set(resources or {}) - set(cameras))
+    if unknown:
+        raise DeploymentError(f"a resource names no camera of the deployment: {unknown}")
     hours = (ends_at - starts_at).total_seconds() / 3600
     if hours > policy.deployment.max_hours:
         raise PolicyError(
@@ -121,7 +127,15 @@ def create_deployment(
         threshold_override_reason=(threshold_override_reason or "").strip() or None,
     )
     deployment.cameras = [
-        Camera(name=cam, source=src, frames=0, frames_dropped=0, faces_processed=0, alerts=0)
+        Camera(
+            name=cam,
+            source=src,
+            resource=(resources or {}).get(cam),
+            frames=0,
+            frames_dropped=0,
+            faces_processed=0,
+            alerts=0,
+        )
         for cam, src in cameras.items()
     ]
     session.add(deployment)
@@ -256,10 +270,14 @@ def run_deployment(
     on_alert: Any = None,
     poll_s: float = 0.5,
     stop: StopRequest | None = None,
+    cluster: str | None = None,
 ) -> Deployment:
     """Start a deployment, run every camera until the end time or a stop (``openlfr deployment
     stop``, or ``stop.request(reason)`` from this process), then end it. A crashed camera
-    worker is restarted with backoff while it runs (``openlfr.live.supervisor``)."""
+    worker is restarted with backoff while it runs (``openlfr.live.supervisor``).
+
+    ``cluster`` (a Ray head's HOST:PORT) runs each camera as an actor on that cluster instead
+    (``openlfr.live.cluster``); the cluster is joined and checked before anything is copied."""
     with session_factory() as session:
         recover_crashed(session)
         deployment = get_deployment(session, deployment_id)
@@ -275,26 +293,54 @@ def run_deployment(
         policy = load_policy()
         if not deployment.authorised_by or not deployment.signage_confirmed:
             check_can_start(deployment, 1, policy)  # says which is missing, before any copy
-        size = freeze_snapshot(session, deployment, policy)
-        check_can_start(deployment, size, policy)  # the threshold, against the frozen size
-        audit.append(
-            session,
-            actor=deployment.authorised_by or "system",
-            action="deployment-run",
-            obj=f"deployment:{deployment.id}:subjects={size}",
-            purpose="watchlist frozen, cameras starting",
-        )
-        deployment.status, deployment.started_at = "running", now
-        deployment.runner_pid, deployment.runner_host = os.getpid(), socket.gethostname()
-        deployment.snapshot_size = size
-        session.commit()
-        try:
-            _run_cameras(session, deployment, on_alert, poll_s, stop)
-        except BaseException:
-            session.rollback()
-            end_deployment(session, deployment, "failed: the runner stopped on an error")
-            raise
-        return deployment
+        with contextlib.ExitStack() as joined:
+            # an address nobody answers on, or an unsafe cluster, fails here: nothing started
+            config = joined.enter_context(_cluster(cluster)) if cluster else None
+            return _start_and_run(session, deployment, policy, on_alert, poll_s, stop, config)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _cluster(address: str) -> contextlib.AbstractContextManager[dict[str, Any]]:
+    try:
+        from openlfr.live.cluster import connected
+    except ImportError as exc:
+        raise DeploymentError(
+            "running on a cluster needs Ray: pip install 'openlfr[cluster]'"
+        ) from exc
+    return connected(address)
+
+
+def _start_and_run(
+    session: Session,
+    deployment: Deployment,
+    policy: Policy,
+    on_alert: Any,
+    poll_s: float,
+    stop: StopRequest | None,
+    cluster_config: dict[str, Any] | None,
+) -> Deployment:
+    """Freeze the snapshot, mark the deployment running, run its cameras, end it."""
+    now = utcnow()
+    size = freeze_snapshot(session, deployment, policy)
+    check_can_start(deployment, size, policy)  # the threshold, against the frozen size
+    audit.append(
+        session,
+        actor=deployment.authorised_by or "system",
+        action="deployment-run",
+        obj=f"deployment:{deployment.id}:subjects={size}",
+        purpose="watchlist frozen, cameras starting",
+    )
+    deployment.status, deployment.started_at = "running", now
+    deployment.runner_pid, deployment.runner_host = os.getpid(), socket.gethostname()
+    deployment.snapshot_size = size
+    session.commit()
+    try:
+        _run_cameras(session, deployment, on_alert, poll_s, stop, cluster_config)
+    except BaseException:
+        session.rollback()
+        end_deployment(session, deployment, "failed: the runner stopped on an error")
+        raise
+    return deployment
 
 
 def _run_cameras(
@@ -303,6 +349,7 @@ def _run_cameras(
     on_alert: Any,
     poll_s: float,
     stop: StopRequest | None,
+    cluster_config: dict[str, Any] | None = None,
 ) -> None:
     snapshot = session.scalars(
         select(SnapshotTemplate).where(SnapshotTemplate.deployment_id == deployment.id)
@@ -328,13 +375,17 @@ def _run_cameras(
         )
         for camera in deployment.cameras
     ]
-    supervisor = CameraSupervisor(
-        session,
-        deployment,
-        jobs,
-        reference,
-        on_alert=on_alert,
-        poll_s=poll_s,
-        stop_reason=lambda: stop.reason if stop is not None else None,
-    )
+    options: dict[str, Any] = {
+        "on_alert": on_alert,
+        "poll_s": poll_s,
+        "stop_reason": lambda: stop.reason if stop is not None else None,
+    }
+    if cluster_config is None:
+        supervisor = CameraSupervisor(session, deployment, jobs, reference, **options)
+    else:
+        from openlfr.live.cluster import ClusterSupervisor
+
+        supervisor = ClusterSupervisor(
+            session, deployment, jobs, reference, config=cluster_config, **options
+        )
     end_deployment(session, deployment, supervisor.run())
