@@ -14,9 +14,9 @@ own columns (migration 0008), written as the deployment runs; ``camera_record`` 
 back. A running camera that has had no frame for ``RECONNECTING_AFTER_S`` is shown as
 reconnecting: a live source keeps trying to reopen its stream, and a file does not stall.
 A running camera that dropped more than ``LAGGING_DROP_SHARE`` of its frames over its last
-``LAG_WINDOW`` counts (about 10 s) is shown as lagging: it does not keep up with its source. A
-camera waiting for a restart that has had no frame for ``DOWN_AFTER_S`` is shown as down, as is
-one whose cluster node is lost (the cluster controller writes that state).
+``LAG_WINDOW`` counts (about 10 s; judged from 5 s on) is shown as lagging: it does not keep
+up with its source. A camera waiting for a restart that has had no frame for ``DOWN_AFTER_S``
+is shown as down, as is one whose cluster node is lost (the cluster controller writes that).
 """
 
 from __future__ import annotations
@@ -64,6 +64,10 @@ RECONNECTING_AFTER_S = 5.0  # a running camera without a new frame for this long
 # shots; the operator should know before faces are missed.
 LAGGING_DROP_SHARE = 0.10
 LAG_WINDOW = 10  # counts (one a second): the drop share is over the last 10 s
+# ... and is judged only once it spans 5 s of a worker's counts after its first: a worker's
+# first second holds its models' first calls and, for a file resumed after a restart, the
+# frames it skips to catch up with where a live picture would be (the gap, not a lag)
+LAG_MIN_COUNTS = 5
 # One crash restarts in 1 s and its worker runs again within seconds (models load in 3-10 s on
 # a busy 2-core host); a camera still without frames 30 s after its last one is crash-looping
 # (its backoff has reached 8-16 s): its area is not covered, and the board says so.
@@ -448,11 +452,11 @@ def _rate(camera: Camera, slot: _Slot, counts: CameraCounts) -> None:
         camera.last_frame_at = utcnow()
     if slot.counted_at and now > slot.counted_at:
         camera.fps = (delivered - before) / (now - slot.counted_at)
-    else:  # a new worker's first counts: its drop share starts from its own start
+    else:  # a new worker's first counts: its drop share is counted from them on
         slot.recent.clear()
-        slot.recent.append((0, 0))
     slot.recent.append((delivered, counts.frames_dropped))
-    camera.drop_rate = drop_share(slot.recent)
+    judged = len(slot.recent) > LAG_MIN_COUNTS
+    camera.drop_rate = drop_share(slot.recent) if judged else None
     slot.counted_at = now
 
 
