@@ -39,6 +39,7 @@ from openlfr.vision.models import get_model
 LONG_CLIP = "intel-backs-to-camera-no-faces.mp4"  # 139 s: outlasts every test
 SHORT_CLIP = "intel-head-pose-face-detection-female.mp4"  # a few seconds
 WAIT_S = 60  # generous: workers load their models on a loaded 2-core machine
+RUNNING = {"running", "lagging"}  # lagging runs too: a loaded machine drops frames
 
 
 @pytest.fixture
@@ -130,7 +131,7 @@ def test_a_worker_dies_with_its_runner_killed_outright(
     deployment_id = _plan(store, video / LONG_CLIP, timedelta(hours=1))
     runner = _runner(deployment_id, tmp_path / "runner.log")
     try:
-        _until(lambda: _camera(store, deployment_id)["state"] == "running", "the camera to run")
+        _until(lambda: _camera(store, deployment_id)["state"] in RUNNING, "the camera to run")
         [worker] = _workers(runner.pid)
         killed = time.monotonic()
         runner.send_signal(signal.SIGKILL)
@@ -153,7 +154,7 @@ def test_sigterm_to_the_runner_stops_the_deployment_and_destroys_its_snapshot(
     deployment_id = _plan(store, video / LONG_CLIP, timedelta(hours=1))
     runner = _runner(deployment_id, tmp_path / "runner.log")
     try:
-        _until(lambda: _camera(store, deployment_id)["state"] == "running", "the camera to run")
+        _until(lambda: _camera(store, deployment_id)["state"] in RUNNING, "the camera to run")
         [worker] = _workers(runner.pid)
         runner.send_signal(signal.SIGTERM)
         assert runner.wait(timeout=30) == 0
@@ -178,12 +179,12 @@ def test_a_killed_worker_is_restarted_and_shown_as_a_crash(
     deployment_id = _plan(store, video / LONG_CLIP, timedelta(hours=1))
     runner = _runner(deployment_id, tmp_path / "runner.log")
     try:
-        _until(lambda: _camera(store, deployment_id)["state"] == "running", "the camera to run")
+        _until(lambda: _camera(store, deployment_id)["state"] in RUNNING, "the camera to run")
         [first] = _workers(runner.pid)
         killed = time.monotonic()
         first.send_signal(signal.SIGKILL)
         restarted = _until(
-            lambda: (c := _camera(store, deployment_id))["state"] == "running" and c["restarts"],
+            lambda: (c := _camera(store, deployment_id))["state"] in RUNNING and c["restarts"],
             "the worker to be restarted",
         )
         assert restarted == 1
@@ -195,7 +196,7 @@ def test_a_killed_worker_is_restarted_and_shown_as_a_crash(
             headers={"Authorization": f"Bearer {token_for(store, Role.REVIEWER)}"},
         ).json()
         [camera] = board["cameras"]
-        assert board["status"] == "running" and camera["state"] == "running"
+        assert board["status"] == "running" and camera["state"] in RUNNING
         assert camera["crashes"] == 1 and camera["restarts"] == 1
         assert camera["last_crash"] == "killed by signal 9 (SIGKILL)"
         assert camera["last_crash_at"] and camera["error"] is None
@@ -308,7 +309,7 @@ def test_sigterm_to_serve_ends_streams_and_deployments_at_once(
             f"{url}/api/deployments/{deployment_id}/start", headers=officer, timeout=WAIT_S
         )
         assert started.status_code == 202, started.text
-        _until(lambda: _camera(store, deployment_id)["state"] == "running", "the camera to run")
+        _until(lambda: _camera(store, deployment_id)["state"] in RUNNING, "the camera to run")
         [worker] = _workers(server.pid)
 
         def listen() -> None:
