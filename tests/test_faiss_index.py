@@ -45,6 +45,10 @@ def test_the_index_switches_to_the_graph_from_the_measured_size(monkeypatch) -> 
     assert index.approximate and index.template_count == 500
     # The threshold still follows the list's size in subjects, as the exact index's does.
     assert index.default_threshold() == load_calibration(MFN).threshold(500)
+    # A batch known to be too small to repay the build (openlfr search on a few photos).
+    few = _index(large, np.arange(500), expected_searches=ann.BUILD_PAYS_FROM - 1)
+    assert not few.approximate
+    assert _index(large, np.arange(500), expected_searches=ann.BUILD_PAYS_FROM).approximate
 
 
 @pytest.fixture(scope="module")

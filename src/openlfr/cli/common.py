@@ -72,9 +72,13 @@ def _audit(session, action: str, obj: str, purpose: str) -> None:  # type: ignor
     audit.append(session, actor=_actor(), action=action, obj=obj, purpose=purpose[:500])
 
 
-def _watchlist_index(name: str, model: str | None = None):  # type: ignore[no-untyped-def]
+def _watchlist_index(  # type: ignore[no-untyped-def]
+    name: str, model: str | None = None, expected_searches: int | None = None
+):
     """The search index of a watchlist's current entries with ``model``'s templates; expired
-    ones are named and left out, and so are subjects without a template of that model."""
+    ones are named and left out, and so are subjects without a template of that model.
+    ``expected_searches`` (about how many faces will be searched, where known) lets a large
+    list's index skip building its graph when the build would not pay."""
     from openlfr.matching import WatchlistIndex
     from openlfr.store.watchlists import get_watchlist, load_templates
 
@@ -92,7 +96,11 @@ def _watchlist_index(name: str, model: str | None = None):  # type: ignore[no-un
             f"{unit.name} template: 'openlfr watchlist re-embed {name} --model {unit.name}'"
         )
     return WatchlistIndex(
-        templates.embeddings, templates.subject_ids, templates.subject_names, model=unit.name
+        templates.embeddings,
+        templates.subject_ids,
+        templates.subject_names,
+        model=unit.name,
+        expected_searches=expected_searches,
     )
 
 

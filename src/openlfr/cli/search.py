@@ -30,11 +30,13 @@ def search(
     from openlfr.matching import is_alert
     from openlfr.vision.batch import analyse_files, list_images
 
-    index = _watchlist_index(watchlist, model)
+    images = list_images(paths)
+    # About one face per image: few images against a large list search it exactly, since
+    # building its graph would take longer than the searches it saves.
+    index = _watchlist_index(watchlist, model, expected_searches=len(images))
     if threshold is None:
         threshold = index.default_threshold()
     table = Table("image", "box", "best candidate", "score", "alert")
-    images = list_images(paths)
     failed = False
     for result in analyse_files(images, model=index.model, upsample=upsample):
         if result.error:

@@ -29,6 +29,12 @@ log = logging.getLogger(__name__)
 # the product at recall >= 0.99 of the exact top-1 (benchmarks/faiss_index.py --crossover).
 APPROXIMATE_FROM = 20_000
 
+# Searches from which building the graph pays for itself: its build costs about as much as
+# this many exact searches, at any size, since both grow with the list (build ~0.3 ms per
+# template on 2 cores, an exact search ~0.1 us per template). A batch job that knows it will
+# search fewer probes (``openlfr search`` on a few photos) keeps the exact product.
+BUILD_PAYS_FROM = 3_000
+
 
 # The search beam that holds recall of the exact top-1 at 0.99 or more grows with the list
 # (measured on real probes among synthetic distractors, benchmarks/faiss_index.py):

@@ -56,7 +56,9 @@ MAX_TEMPLATES_ASKED = 1024
 
 class WatchlistIndex:
     """Exact search (one matrix product per batch of probes) up to ``approximate_from``
-    templates, an in-memory HNSW graph above it. ``approximate`` forces one or the other."""
+    templates, an in-memory HNSW graph above it. ``approximate`` forces one or the other;
+    ``expected_searches``, where a caller knows it (a batch of photos), keeps the exact
+    product when so few searches would not repay the graph's build (``BUILD_PAYS_FROM``)."""
 
     def __init__(
         self,
@@ -69,6 +71,7 @@ class WatchlistIndex:
         approximate: bool | None = None,
         approximate_from: int | None = None,
         graph: GraphSettings | None = None,
+        expected_searches: int | None = None,
     ) -> None:
         self.model = model
         self.calibration = calibration or load_calibration(model)
@@ -95,7 +98,9 @@ class WatchlistIndex:
         self._max_run = int(np.diff(np.r_[starts, len(sorted_ids)]).max()) if len(starts) else 0
         self.graph: TemplateGraph | None = None
         if approximate is None:  # read at call time, so a site (or a test) may move it
-            approximate = self.template_count >= (approximate_from or ann.APPROXIMATE_FROM)
+            approximate = self.template_count >= (approximate_from or ann.APPROXIMATE_FROM) and (
+                expected_searches is None or expected_searches >= ann.BUILD_PAYS_FROM
+            )
         if approximate and self.template_count and load_faiss() is not None:
             self.graph = TemplateGraph(self._embeddings, graph)
             self._embeddings = self.graph.templates  # held once: a view of the graph's copy
