@@ -104,6 +104,7 @@ def search_outcomes(
         ids,
         dict(zip(ids.tolist(), names, strict=True)),
         model=model,
+        approximate=False,  # every subject's score is read (subject_scores): no graph
     )
     rule = score or index.calibration.score
     position = {n: i for i, n in enumerate(names)}
