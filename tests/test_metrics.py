@@ -382,7 +382,11 @@ def test_one_service_shows_two_deployments_run_by_two_runners_on_one_postgresql(
     east = (("camera", "east"), ("deployment", str(ids[0])))
     spent = search[("openlfr_camera_search_seconds_sum", east)]
     each_ms = 1000 * spent / searched["east"]
-    print(f"measured: east {searched['east']:.0f} searches, {each_ms:.3f} ms each")
+    west = (("camera", "west"), ("deployment", str(ids[1])))
+    drops = _samples(families, "openlfr_camera_drop_ratio").get(("openlfr_camera_drop_ratio", west))
+    print(
+        f"measured: east {searched['east']:.0f} searches, {each_ms:.3f} ms each; west drops {drops}"
+    )
     info = _samples(families, "openlfr_deployment_info")
     assert {dict(labels)["status"] for (_, labels) in info} == {"ended", "running"}
     stop = httpx.post(f"{url}/api/deployments/{ids[1]}/stop", headers=officer, timeout=10)
