@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -232,7 +233,12 @@ class DeploymentRunner:
         try:
             pusher = alert_pusher(self.store, deployment_id)
             run_deployment(
-                self.store, deployment_id, on_alert=on_alert, stop=self._stops[deployment_id]
+                self.store,
+                deployment_id,
+                on_alert=on_alert,
+                stop=self._stops[deployment_id],
+                # a service that controls a cluster's cameras (docs/scale.md): it is the driver
+                cluster=os.environ.get("OPENLFR_RAY_ADDRESS") or None,
             )
         except OpenLFRError as exc:
             self._errors[deployment_id] = str(exc)
