@@ -256,6 +256,7 @@ def test_a_deployment_across_two_nodes_survives_kills_and_leaves_nothing(
     final = _cameras(store, deployment_id)
     assert final["gate"]["frames_dropped"] > 0  # the gap after the kill, counted
     assert final["yard"]["node"].endswith(node_ids["site-b"])
+    assert final["yard"]["faces_processed"] > 0 and final["yard"]["alerts"] == 0  # strangers
     assert set(_alerts(store, deployment_id)) >= set(stored)
     assert _snapshot_rows(store) == 0
     _until(lambda: not _actors_alive(), "every actor to be dead", timeout_s=30)

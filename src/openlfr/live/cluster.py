@@ -456,6 +456,8 @@ class ClusterSupervisor(CameraSupervisor):
         slot.run_started = time.monotonic()
         slot.health.state = "starting"
         slot.health.store(slot.camera)
+        if self.reason is not None:  # the stop came while it was starting
+            actor.handle.stop.remote()
 
     def _lost(self, slot: _Slot, cause: str) -> None:
         """Its current incarnation has gone: a crash, counted as the local supervisor counts
