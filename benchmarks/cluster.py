@@ -224,9 +224,13 @@ def run(args: argparse.Namespace) -> dict:
             clip = home / "clip.mp4"
             length_s = make_clip(args.data, args.seconds, clip)
             store = prepare(args.data, home)
-            runs = [one_run(store, clip, length_s, n, None) for n in counts]
+            runs = []
+            # local and cluster in turn for each count, so that whatever else loads the
+            # machine weighs on both alike (the cluster's idle raylets cost little)
             with local_cluster(max(counts)) as address:
-                runs += [one_run(store, clip, length_s, n, address) for n in counts]
+                for n in counts:
+                    runs.append(one_run(store, clip, length_s, n, None))
+                    runs.append(one_run(store, clip, length_s, n, address))
         finally:
             if previous is None:
                 os.environ.pop("OPENLFR_HOME", None)
