@@ -8,6 +8,7 @@ die with it), a cluster that could spill refused, and an address nobody answers 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -268,7 +269,7 @@ def test_a_deployment_across_two_nodes_survives_kills_and_leaves_nothing(
     assert not [p for p in fallback.rglob("*") if p.is_file()]
     session_dir = Path(ray._private.worker._global_node.get_session_dir_path())
     files = [p for p in session_dir.rglob("*") if p.is_file() and not p.is_symlink()]
-    assert not [p for p in files if "spill" in p.name]
+    assert not [p for p in files if "spilled_objects" in str(p)]
     blobs = [b"\xff\xd8\xff", *(t[:64] for t in templates), *(n.encode() for n in names)]
     for path in files:
         try:
@@ -284,6 +285,33 @@ def _camera_id(store: sessionmaker[Session], deployment_id: int, name: str) -> i
     with store() as session:
         d = session.get(Deployment, deployment_id)
         return next(c.id for c in d.cameras if c.name == name)
+
+
+def test_a_full_object_store_spills_to_memory_only(ray_cluster) -> None:
+    """Ray spills a full store even with automatic spilling off (measured: it does): the
+    spilling directory on tmpfs is what keeps every copy in memory. 90 MiB into an 80 MiB
+    store: the overflow lands in that directory, nothing of it on the disk Ray writes to, and
+    it is gone once the objects are freed."""
+    import numpy as np
+
+    fallback = Path(cluster_module.FALLBACK_DIR)
+    assert cluster_module.on_tmpfs(str(fallback)) and not cluster_module.on_tmpfs("/var/tmp")
+    chunks = [np.frombuffer(os.urandom(30 * 2**20), np.uint8) for _ in range(3)]
+    refs = [ray.put(chunk) for chunk in chunks]
+    spilled = [p for p in fallback.rglob("*") if p.is_file() and p.stat().st_size > 2**20]
+    assert spilled, "the store did not overflow: the test proves nothing"
+    marks = [chunk[:64].tobytes() for chunk in chunks]
+    session_dir = Path(ray._private.worker._global_node.get_session_dir_path())
+    for path in (p for p in session_dir.rglob("*") if p.is_file() and not p.is_symlink()):
+        with contextlib.suppress(OSError):
+            data = path.read_bytes()
+            assert not any(mark in data for mark in marks), f"{path} holds an object"
+    del refs
+    _until(
+        lambda: not [p for p in fallback.rglob("*") if p.is_file() and p.stat().st_size],
+        "the spilled copies to be deleted",
+        timeout_s=30,
+    )
 
 
 def test_the_controller_killed_outright_takes_its_actors_and_snapshot_with_it(

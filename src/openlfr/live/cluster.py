@@ -22,9 +22,12 @@ counts, crashes, restarts, the gap a crash costs, health in the camera's columns
   Ray driver, so if the controller itself dies, Ray kills them and frees it (fate-sharing).
 - **No disk.** Ray spills objects to local disk when its object store fills, and falls back to
   memory-mapped files in the spilling directory: either would write a snapshot or a probe to
-  disk (DESIGN.md, invariants 1 and 3). A cluster is joined only if its head was started with
-  spilling off and that directory on tmpfs (``HEAD_COMMAND``); each actor checks the directory
-  on its own node before it opens a camera.
+  disk (DESIGN.md, invariants 1 and 3). Turning automatic spilling off is not enough: a full
+  store still spills on demand (measured with Ray 2.60: 90 MiB spilled from an 80 MiB store
+  with it off). So a cluster is joined only if its head was started with spilling off *and*
+  the spilling directory, which is also the fallback directory, on tmpfs (``HEAD_COMMAND``):
+  a "spilled" copy is then one more copy in memory. Each actor checks that directory on its
+  own node before it opens a camera; a camera whose node would write it to disk fails.
 """
 
 from __future__ import annotations
