@@ -305,7 +305,7 @@ def _cluster(address: str) -> contextlib.AbstractContextManager[dict[str, Any]]:
         from openlfr.live.cluster import connected
     except ImportError as exc:
         raise DeploymentError(
-            "running on a cluster needs Ray: pip install 'openlfr[cluster]'"
+            "running on a cluster needs Ray: install OpenLFR's 'cluster' extra (pip install ray)"
         ) from exc
     return connected(address)
 
