@@ -275,7 +275,7 @@ def deployment_run(
         typer.Option(
             envvar="OPENLFR_RAY_ADDRESS",
             help="Run each camera as an actor on the Ray cluster whose head is at HOST:PORT "
-            "(needs the 'cluster' extra, i.e. Ray; its head must not spill to disk: docs/scale.md).",
+            "(needs Ray, the 'cluster' extra; its head must not spill to disk: docs/scale.md).",
         ),
     ] = None,
 ) -> None:
