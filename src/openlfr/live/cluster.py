@@ -44,7 +44,6 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -530,8 +529,3 @@ def stored_objects() -> int:
 
     reply = get_memory_info_reply(get_state_from_address(ray.get_runtime_context().gcs_address))
     return int(reply.store_stats.num_local_objects)
-
-
-def session_dirs() -> list[Path]:
-    """This machine's Ray session folders (logs, sockets), for the tests' disk scans."""
-    return [p for p in Path("/tmp/ray").glob("session_*") if p.is_dir() and not p.is_symlink()]
