@@ -259,6 +259,10 @@ def test_a_deployment_across_two_nodes_survives_kills_and_leaves_nothing(
     assert final["yard"]["node"].endswith(node_ids["site-b"])
     assert final["yard"]["faces_processed"] > 0 and final["yard"]["alerts"] == 0  # strangers
     assert set(_alerts(store, deployment_id)) >= set(stored)
+    with store() as session:  # one alert for walker at the gate, across the restart
+        rows = session.scalars(select(Alert).where(Alert.deployment_id == deployment_id)).all()
+        per_camera = [(a.camera_id, a.subject_id) for a in rows]
+    assert len(per_camera) == len(set(per_camera)), per_camera  # no second alert
     assert _snapshot_rows(store) == 0
     _until(lambda: not _actors_alive(), "every actor to be dead", timeout_s=30)
     _until(lambda: cluster_module.stored_objects() == 0, "no object left on any node", timeout_s=30)
