@@ -455,7 +455,11 @@ class ClusterSupervisor(CameraSupervisor):
         try:
             value = ray.get(ref)
         except ray.exceptions.RayError as exc:
-            if starting:  # not back yet (restarting, or its node is gone): try again later
+            if starting and isinstance(exc, ray.exceptions.ActorDiedError):
+                # dead for good while restarts are unlimited: it cannot be created there (no
+                # OpenLFR or no face model on the node): said, not retried forever
+                self._cannot_start(slot, exc)
+            elif starting:  # not back yet (restarting, or its node is gone): try again later
                 slot.restart_at = time.monotonic() + RETRY_S
             else:
                 self._lost(slot, f"the actor died ({type(exc).__name__})")
@@ -475,6 +479,16 @@ class ClusterSupervisor(CameraSupervisor):
             if kind == "done":
                 self._kill(slot, restart=False)
                 return
+
+    def _cannot_start(self, slot: _Slot, exc: Exception) -> None:
+        # Ray's message ends with the creation task's own exception (a traceback before it)
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        cause = lines[-1] if lines else type(exc).__name__
+        slot.health.error = f"its actor cannot start on the cluster: {cause[:300]}"
+        slot.finished = True
+        slot.health.state = "failed"
+        slot.health.store(slot.camera)
+        log.error("camera %s: %s", slot.camera.name, slot.health.error)
 
     def _started(self, slot: _Slot, incarnation: str, node: str, pid: int) -> None:
         actor = self.actors[slot.camera.id]
