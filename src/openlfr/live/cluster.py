@@ -169,7 +169,9 @@ def connected(address: str) -> Iterator[dict[str, Any]]:
             try:
                 ray.init(address=address, namespace="openlfr", log_to_driver=False)
             except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError
-                raise ClusterError(f"cannot join the Ray cluster at {address}: {exc}") from exc
+                raise ClusterError(
+                    f"cannot join the Ray cluster at {address}: {exc}{_auth_hint(exc)}"
+                ) from exc
             owned = True
         config = state.get_system_config()
         problem = spilling_problem(config)
@@ -188,6 +190,21 @@ def connected(address: str) -> Iterator[dict[str, Any]]:
             _users -= owned
             if owned and _users == 0:
                 ray.shutdown()
+
+
+def _auth_hint(exc: BaseException) -> str:
+    """What to do when the head refused this driver's token (Ray's message says it deep in
+    the exception's causes)."""
+    causes, seen = [], exc
+    while seen is not None and len(causes) < 10:
+        causes.append(f"{type(seen).__name__} {seen}")
+        seen = seen.__cause__ or seen.__context__
+    if not any("Auth" in text for text in causes):
+        return ""
+    return (
+        " (the head wants token authentication: set RAY_AUTH_MODE=token here and give this "
+        "machine the head's token, ~/.ray/auth_token or RAY_AUTH_TOKEN)"
+    )
 
 
 class CameraActor:
