@@ -335,8 +335,6 @@ class ClusterSupervisor(CameraSupervisor):
         self._snapshot: Any = None
         # (camera id, subject id) -> (alert id, score, time.monotonic() it was raised), and
         # the alert ids of restarted runs that stand for one already stored
-        self._raised: dict[tuple[int, int], tuple[str, float, float]] = {}
-        self._aliases: dict[str, str] = {}
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -386,36 +384,6 @@ class ClusterSupervisor(CameraSupervisor):
             else:
                 time.sleep(min(self.poll_s, 0.1))
             self.session.commit()
-
-    def _handle(self, slot: _Slot, kind: str, payload: Any) -> None:
-        if kind == "alert":
-            payload = self._one_alert_per_window(slot, payload)
-            if payload is None:
-                return
-        super()._handle(slot, kind, payload)
-
-    def _one_alert_per_window(self, slot: _Slot, event: AlertEvent) -> AlertEvent | None:
-        """A restarted camera forgets the alerts its last run raised: a person still in view
-        would raise a second alert within the re-alert window. The controller remembers them
-        across runs, so such an alert becomes a stronger shot of the stored one (or nothing,
-        if it is not stronger). The camera's alert count comes from its runs' counts, as on one
-        machine: a run killed within a second of an alert may leave it one off."""
-        key = (slot.camera.id, event.subject_id)
-        now = time.monotonic()
-        alias = self._aliases.get(event.alert_id)
-        previous = self._raised.get(key)
-        window = slot.job.config.realert_window_s
-        fresh = previous is None or now - previous[2] > window
-        if alias is None and event.kind == "new" and not fresh:
-            assert previous is not None
-            alias = self._aliases[event.alert_id] = previous[0]
-        if alias is not None and previous is not None:
-            if event.score <= previous[1]:
-                return None
-            event = replace(event, alert_id=alias, kind="update")
-        same = previous is not None and previous[0] == event.alert_id
-        self._raised[key] = (event.alert_id, event.score, previous[2] if same else now)
-        return event
 
     def _busy(self, slot: _Slot) -> bool:
         actor = self.actors.get(slot.camera.id)

@@ -29,7 +29,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -208,6 +208,9 @@ class CameraSupervisor:
         self._stop_at = 0.0
         self._last_suppression = 0
         self._controls = {s.camera.name: _Control(s) for s in self.slots}
+        # (camera id, subject id) -> (alert id, best score, when raised), across worker runs
+        self._raised: dict[tuple[int, int], tuple[str, float, float]] = {}
+        self._aliases: dict[str, str] = {}  # a restarted worker's alert id -> the stored one's
 
     def run(self) -> str:
         """Supervise until the end; returns the deployment's end reason. Whatever happens,
@@ -332,6 +335,9 @@ class CameraSupervisor:
         if kind == "alert":
             if time.time() > self.deadline:
                 return  # raised after the hard end: not a lawful alert, not kept
+            payload = self._one_alert_per_window(slot, payload)
+            if payload is None:
+                return
             if not _store_alert(self.session, self.deployment, camera, payload, self.reference):
                 return
             self.session.commit()  # before the callback, which may tell a reviewer to fetch it
@@ -361,6 +367,29 @@ class CameraSupervisor:
             slot.crash = payload
         elif kind == "done":
             slot.finished = True
+
+    def _one_alert_per_window(self, slot: _Slot, event: AlertEvent) -> AlertEvent | None:
+        """A restarted camera forgets the alerts its last run raised: a person still in view
+        would raise a second alert within the re-alert window. The controller remembers them
+        across runs, so such an alert becomes a stronger shot of the stored one (or nothing,
+        if it is not stronger). The camera's alert count comes from its runs' counts, as on one
+        machine: a run killed within a second of an alert may leave it one off."""
+        key = (slot.camera.id, event.subject_id)
+        now = time.monotonic()
+        alias = self._aliases.get(event.alert_id)
+        previous = self._raised.get(key)
+        window = slot.job.config.realert_window_s
+        fresh = previous is None or now - previous[2] > window
+        if alias is None and event.kind == "new" and not fresh:
+            assert previous is not None
+            alias = self._aliases[event.alert_id] = previous[0]
+        if alias is not None and previous is not None:
+            if event.score <= previous[1]:
+                return None
+            event = replace(event, alert_id=alias, kind="update")
+        same = previous is not None and previous[0] == event.alert_id
+        self._raised[key] = (event.alert_id, event.score, previous[2] if same else now)
+        return event
 
     def _ended(self, slot: _Slot) -> None:
         """The worker has said ``done`` or its events pipe has closed: it ended, crashed or was
