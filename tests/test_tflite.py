@@ -153,6 +153,23 @@ def test_mobilefacenet_batch_is_dynamic(
         np.testing.assert_allclose(rows, one_by_one[:batch], rtol=0, atol=1e-5)
 
 
+def test_batch_session_gives_the_plain_sessions_rows(mobilefacenet: bytes) -> None:
+    """One single-thread session per slice, side by side: the same bits as one session."""
+    from openlfr.vision.onnx.runtime import BatchSession
+
+    model = convert_tflite(mobilefacenet).SerializeToString()
+    plain = inference_session(model, 1)
+    sharded = BatchSession(model, threads=3)
+    assert len(sharded.sessions) == 3
+    assert sharded.get_inputs()[0].name == "input"
+    x = np.random.default_rng(0).uniform(-1, 1, (8, 112, 112, 3)).astype(np.float32)
+    for batch in (1, 2, 7):
+        (want,) = plain.run(None, {"input": x[:batch]})
+        (got,) = sharded.run(None, {"input": x[:batch]})
+        np.testing.assert_array_equal(got, want)
+    assert len(BatchSession(model, threads=1).sessions) == 1
+
+
 def test_mobilefacenet_graph(mobilefacenet: bytes) -> None:
     """The interface is TFLite's; the PReLU chains are fused, every form gives one answer."""
     graph = read_tflite(mobilefacenet)
