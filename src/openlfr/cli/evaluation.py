@@ -248,9 +248,10 @@ def calibrate(
             f"openlfr calibrate --mated {mated.name} "
             + "".join(f"--relabel {r} " for r in relabel or [])
             + "".join(f"--strangers {s.name} " for s in strangers or [])
-            + f"--model {unit.name}: cosine; each of {result.probes} probes' scores against "
-            f"the {result.identities} identities it is not, resampled; measured up to "
-            f"{result.measured_up_to} subjects, extrapolated beyond (docs/calibration.md)"
+            + f"--model {unit.name}: cosine; each of {result.probes} probes against every "
+            f"photo of the {result.identities} identities it is not, and a generalised Pareto "
+            f"tail over the top 0.1% of those scores; measured up to {result.measured_up_to} "
+            "subjects, the tail alone beyond (docs/calibration.md)"
         ),
     )
     summary = result.as_dict()

@@ -1,30 +1,35 @@
 """Threshold calibration (``openlfr calibrate --model M``): the threshold that holds a target
 false-positive identification rate (FPIR) for every watchlist size, for a cosine score rule.
 
-Method: each probe's own impostor scores, resampled. The data is a folder of identity
-sub-folders from **one source** (strangers of the same source may be added). Each identity's
-first image with a face is its template; every image is a probe, and its similarities to the
-``m`` templates of *other* identities are its impostor scores, ``k_p(t)`` of them at or above
-a threshold ``t``. A list of ``N`` people the probe is not is ``N`` of those, so
+Method: each probe's own impostor distribution, measured, with a tail fitted beyond the data.
+The data is a folder of identity sub-folders from **one source** (strangers of the same source
+may be added). Every image with a face is a probe, and every photo of every *other* identity is
+one of its impostors: a watchlisted person's template may be any photo of them. ``q_p(t)`` is
+the share of the other identities that reach ``t``, each identity counted once (a share of its
+photos). A list of ``N`` people the probe is not alerts unless none of them reaches ``t``:
 
-    FPIR(t, N) = mean over probes of  P(at least one of N drawn reaches t)
-               = mean over probes of  1 - C(m - k_p, N) / C(m, N)
+    FPIR(t, N) = mean over probes of  1 - (1 - q_p(t))^N
 
-exactly, for every ``N <= m``, and the threshold for ``N`` is solved from it. Faces that
-resemble many people keep their own scores, so they weigh in as they should, and no curve is
-assumed for the tail. Two curves were tried for going beyond ``m`` and rejected: a normal fit
-per probe, and one tail shape pooled over standardised probes, overstated the false alerts
-that resampling measures at 75 subjects six to ten times (docs/calibration.md). So beyond
-``m`` the threshold grows by the last measured decade's step per tenfold list (the curve
-flattens, so this errs high), and the table says which sizes were measured
-(``measured_up_to``). Lists are not padded with other sources' faces: padding from the
-strangers' source inflates their scores by source, padding from a third source deflates them
-(and the public sets here share people: UTKFace holds celebrities of CelebA).
+Faces that resemble many people keep their own rate, so they weigh in as they should.
+
+Measured, ``q_p`` cannot resolve less than one identity's photo (about 1 in 1,700 here), which
+is what lists of thousands need. So the upper tail is modelled too: a generalised Pareto curve
+fitted to the top ``TAIL_FROM`` (0.1%) of all impostor pair scores, which is what extreme-value
+theory says such exceedances follow, scaled by each probe's own rate at the tail's start:
+``q_p(t) = q_p(u) G(t) / G(u)``. The threshold for ``N`` is the higher of the two estimates'.
+Where both reach, they agree within the counting noise (docs/calibration.md); beyond, the curve
+decides, and the table says which sizes the data holds that many distinct people for
+(``measured_up_to``).
+
+Until 2026-12 only each identity's first photo was a template, and lists beyond the data grew
+by the last decade's step: that understated FPIR about twofold at 100 to 1,000 subjects, which
+the FAISS benchmark's padded lists showed. Lists are not padded with other sources' faces:
+padding from the strangers' source inflates their scores by source, padding from a third source
+deflates them (and the public sets here share people: UTKFace holds celebrities of CelebA).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 
@@ -33,13 +38,32 @@ import numpy as np
 from openlfr.vision.faces import Face
 
 SIZES = (1, 3, 10, 30, 100, 300, 1000, 3000, 10_000, 100_000, 1_000_000)
+TAIL_FROM = 1e-3  # the share of impostor pair scores the tail curve is fitted to
+
+
+@dataclass(frozen=True)
+class Tail:
+    """A generalised Pareto curve over the impostor pair scores above ``start``."""
+
+    start: float  # u
+    shape: float  # xi (negative: the scores have an upper end)
+    scale: float  # sigma
+    exceedances: int  # pair scores it was fitted to
+
+    def survival(self, t: float) -> float:
+        """G(t) / G(u): the share of scores above ``u`` that also reach ``t``."""
+        from scipy.stats import genpareto
+
+        return float(genpareto.sf(max(t - self.start, 0.0), self.shape, 0.0, self.scale))
 
 
 @dataclass(eq=False)
 class ImpostorScores:
-    """Each probe's similarities to the identities it is not (NaN where it is the identity)."""
+    """Each probe's similarities to every photo of the identities it is not (NaN for its own)."""
 
-    scores: np.ndarray  # (probes, identities)
+    scores: np.ndarray  # (probes, photos), float32
+    weights: np.ndarray  # (photos,): 1 / that identity's photos, so each identity counts once
+    others: np.ndarray  # (probes,): how many identities each probe is not
     identities: int
 
     @property
@@ -50,32 +74,48 @@ class ImpostorScores:
     def std(self) -> np.ndarray:
         return np.nanstd(self.scores, axis=1)
 
-    @cached_property
-    def counts(self) -> np.ndarray:
-        """How many impostor scores each probe has (``m``)."""
-        return (~np.isnan(self.scores)).sum(axis=1).astype(np.float64)
-
     @property
     def list_limit(self) -> int:
-        """The largest list the data measures: the fewest impostors any probe has."""
-        return int(self.counts.min())
+        """The largest list of distinct people the data holds for every probe."""
+        return int(self.others.min())
+
+    def share(self, threshold: float) -> np.ndarray:
+        """``q_p(t)``, measured: the share of the other identities reaching ``threshold``."""
+        return ((self.scores >= threshold) @ self.weights) / self.others
+
+    @cached_property
+    def tail(self) -> Tail:
+        from scipy.stats import genpareto
+
+        pairs = self.scores[~np.isnan(self.scores)].astype(np.float64)
+        start = float(np.quantile(pairs, 1 - TAIL_FROM))
+        over = pairs[pairs > start] - start
+        shape, _, scale = genpareto.fit(over, floc=0.0)
+        return Tail(start, float(shape), float(scale), len(over))
+
+    @cached_property
+    def _share_at_tail(self) -> np.ndarray:
+        return self.share(self.tail.start)
+
+    def fpir_measured(self, threshold: float, watchlist_size: int) -> float:
+        return _fpir(self.share(threshold), watchlist_size)
+
+    def fpir_modelled(self, threshold: float, watchlist_size: int) -> float:
+        if threshold <= self.tail.start:
+            return self.fpir_measured(threshold, watchlist_size)
+        return _fpir(self._share_at_tail * self.tail.survival(threshold), watchlist_size)
 
     def fpir(self, threshold: float, watchlist_size: int) -> float:
-        n = float(watchlist_size)
-        if n > self.list_limit:
-            raise ValueError(f"{watchlist_size} subjects: the data measures {self.list_limit}")
-        m = self.counts
-        k = (self.scores >= threshold).sum(axis=1).astype(np.float64)
-        # P(none of n drawn without replacement reaches t) = C(m - k, n) / C(m, n)
-        log_none = (
-            _lgamma(m - k + 1) - _lgamma(m - k - n + 1) - _lgamma(m + 1) + _lgamma(m - n + 1)
+        """The higher of the measured and the modelled estimate."""
+        return max(
+            self.fpir_measured(threshold, watchlist_size),
+            self.fpir_modelled(threshold, watchlist_size),
         )
-        return float(np.mean(np.where(m - k >= n, -np.expm1(log_none), 1.0)))
 
     def threshold(self, watchlist_size: int, target_fpir: float) -> float:
         """The lowest threshold (rounded up to 0.001) whose FPIR is at most the target."""
         low, high = float(np.nanmin(self.scores)), 1.0
-        for _ in range(40):  # FPIR falls as the threshold rises: bisection
+        for _ in range(30):  # FPIR falls as the threshold rises: bisection
             mid = (low + high) / 2
             if self.fpir(mid, watchlist_size) > target_fpir:
                 low = mid
@@ -84,36 +124,36 @@ class ImpostorScores:
         return round(float(np.ceil(high * 1000) / 1000), 3)
 
 
-def _lgamma(x: np.ndarray) -> np.ndarray:
-    """log Gamma, elementwise; arguments below 1 (masked out by the caller) give 0."""
-    return np.array([math.lgamma(v) if v >= 1 else 0.0 for v in np.ravel(x)]).reshape(
-        np.shape(x)
-    )
+def _fpir(share: np.ndarray, watchlist_size: int) -> float:
+    """Mean over probes of 1 - (1 - q_p)^N, computed stably for tiny q_p and large N."""
+    with np.errstate(divide="ignore"):  # a share of 1 is log(0): the list surely alerts
+        return float(np.mean(-np.expm1(watchlist_size * np.log1p(-np.minimum(share, 1.0)))))
 
 
 def impostor_scores(
     identities: dict[str, list[Face | None]], strangers: list[Face | None] = ()
 ) -> ImpostorScores:
-    """The impostor scores of every face of ``identities`` (against the other identities'
-    first faces) and of every stranger (against all of them)."""
-    names, templates = _templates(identities)
+    """The impostor scores of every face of ``identities`` (against every photo of the other
+    identities) and of every stranger (against all of them)."""
+    names = [n for n, faces in identities.items() if any(f is not None for f in faces)]
     if len(names) < 10:
         raise ValueError(f"calibration needs 10 or more identities with a face; got {len(names)}")
-    probes, owner = [], []
+    photos, owner = [], []
     for k, name in enumerate(names):
         for face in identities[name]:
             if face is not None:
-                probes.append(face.embedding)
+                photos.append(face.embedding)
                 owner.append(k)
-    for face in strangers:
-        if face is not None:
-            probes.append(face.embedding)
-            owner.append(-1)
-    sim = np.stack(probes).astype(np.float64) @ templates.T.astype(np.float64)
-    rows = np.arange(len(probes))
-    mine = np.array(owner)
-    sim[rows[mine >= 0], mine[mine >= 0]] = np.nan
-    return ImpostorScores(sim, len(names))
+    gallery = np.stack(photos).astype(np.float32)
+    probe_owner = list(owner) + [-1 for face in strangers if face is not None]
+    probes = [*photos, *(face.embedding for face in strangers if face is not None)]
+    sim = np.stack(probes).astype(np.float32) @ gallery.T
+    mine = np.array(probe_owner)
+    sim[mine[:, None] == np.array(owner)[None, :]] = np.nan
+    per_identity = np.bincount(owner)
+    weights = (1.0 / per_identity[owner]).astype(np.float32)
+    others = np.where(mine >= 0, len(names) - 1, len(names)).astype(np.float64)
+    return ImpostorScores(sim, weights, others, len(names))
 
 
 def _templates(identities: dict[str, list[Face | None]]) -> tuple[list[str], np.ndarray]:
@@ -132,7 +172,8 @@ class CalibrationResult:
     identities: int
     impostor_similarity_mean: float
     impostor_similarity_std: float
-    measured_up_to: int = 0  # list sizes above this are extrapolated
+    measured_up_to: int = 0  # list sizes above this are modelled by the tail alone
+    tail: dict = field(default_factory=dict)  # the fitted curve: start, shape, scale
     tpir_at_threshold: dict[int, float] = field(default_factory=dict)  # on the folder's own list
 
     def as_dict(self) -> dict:
@@ -153,15 +194,7 @@ def calibrate(
     """Thresholds for each list size, as the module's docstring says, and the share of mated
     searches (each identity's other faces against its first) that reach each threshold."""
     impostors = impostor_scores(identities, strangers)
-    limit = impostors.list_limit
-    thresholds = {
-        int(n): impostors.threshold(int(n), target_fpir) for n in sorted(sizes) if n <= limit
-    }
-    top = impostors.threshold(limit, target_fpir)
-    step = top - impostors.threshold(max(limit // 10, 1), target_fpir)  # the last decade's rise
-    for n in sorted(sizes):
-        if n > limit:
-            thresholds[int(n)] = round(top + step * math.log10(n / limit), 3)
+    thresholds = {int(n): impostors.threshold(int(n), target_fpir) for n in sorted(sizes)}
     names, gallery = _templates(identities)
     mated_sims, correct = [], []
     for k, name in enumerate(names):
@@ -180,7 +213,10 @@ def calibrate(
         thresholds=thresholds,
         probes=len(impostors.scores),
         identities=impostors.identities,
-        measured_up_to=limit,
+        measured_up_to=impostors.list_limit,
+        tail={
+            k: round(v, 5) if isinstance(v, float) else v for k, v in asdict(impostors.tail).items()
+        },
         impostor_similarity_mean=round(float(impostors.mean.mean()), 4),
         impostor_similarity_std=round(float(np.sqrt((impostors.std**2).mean())), 4),
         tpir_at_threshold=tpir,
