@@ -220,6 +220,8 @@ def bench_size(
     row["hnsw"] = {
         "build_s": round(build, 1),
         "memory_mb": round(graph.graph.memory_bytes / 2**20, 1),
+        # Of it, on 2 MiB pages (approximate.huge_pages; 0 where the system has none).
+        "huge_page_mb": round(graph.graph.huge_page_bytes / 2**20, 1),
         "default_ef_search": default_ef,
         "ladder": ladder,
     }

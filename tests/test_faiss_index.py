@@ -179,3 +179,23 @@ def test_without_faiss_search_stays_exact_with_one_warning(monkeypatch) -> None:
     with pytest.warns(RuntimeWarning, match="pip install faiss-cpu"):
         index = _index(_unit(rng, 50), np.arange(50), approximate=True)
     assert not index.approximate and len(index.search(_unit(rng, 1), top_k=2)[0]) == 2
+
+
+def _transparent_huge_pages() -> bool:
+    try:
+        mode = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return False
+    return "[never]" not in mode and int(os.uname().release.split(".")[0]) >= 6
+
+
+@pytest.mark.skipif(not _transparent_huge_pages(), reason="no transparent huge pages here")
+def test_the_graph_moves_onto_huge_pages_and_still_finds_the_same() -> None:
+    # A lone probe's walk is TLB-bound on 4 KiB pages (approximate.py): 8,000 templates are
+    # 6 MB, so at least two whole 2 MiB pages move.
+    rng = np.random.default_rng(7)
+    embeddings = _unit(rng, 8000)
+    graph = _index(embeddings, np.arange(8000), approximate=True)
+    assert graph.graph is not None and graph.graph.huge_page_bytes >= 2 << 20
+    probes = normalise(embeddings[:20] + 0.05 * rng.normal(size=(20, 192)).astype(np.float32))
+    assert [r[0].subject_id for r in graph.search(probes, top_k=1)] == list(range(20))

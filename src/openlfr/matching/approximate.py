@@ -15,7 +15,9 @@ approximate.
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import sys
 import warnings
 from dataclasses import dataclass
 from types import ModuleType
@@ -104,6 +106,9 @@ class TemplateGraph:
         storage = faiss.downcast_index(self._index.storage)
         n, d = embeddings.shape
         self.templates = faiss.rev_swig_ptr(storage.get_xb(), n * d).reshape(n, d)
+        neighbours = self._index.hnsw.neighbors
+        links = faiss.rev_swig_ptr(neighbours.data(), neighbours.size())
+        self.huge_page_bytes = huge_pages(self.templates) + huge_pages(links)
 
     def search(self, probes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(similarities, template rows)`` of each probe's ``k`` nearest templates, best
@@ -120,6 +125,32 @@ class TemplateGraph:
         n, d = self.templates.shape
         links = faiss_links_bytes(self._index)
         return n * d * 4 + links
+
+
+# Linux's madvise advice (asm-generic/mman-common.h) and its transparent huge page size.
+_MADV_HUGEPAGE, _MADV_COLLAPSE = 14, 25
+_HUGE_PAGE = 2 << 20
+
+
+def huge_pages(array: np.ndarray) -> int:
+    """Back the whole 2 MiB pages inside ``array``'s memory with transparent huge pages, now
+    (``MADV_COLLAPSE``: about 2 s for 1 GB, against minutes of build). Bytes moved; 0 where the
+    system cannot (not Linux, a kernel before 6.1, huge pages turned off), which only costs
+    speed. The memory stays anonymous and in RAM: nothing of it reaches disk."""
+    start = (array.ctypes.data + _HUGE_PAGE - 1) // _HUGE_PAGE * _HUGE_PAGE
+    end = (array.ctypes.data + array.nbytes) // _HUGE_PAGE * _HUGE_PAGE
+    if end <= start or not sys.platform.startswith("linux"):
+        return 0
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return 0
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    for advice in (_MADV_HUGEPAGE, _MADV_COLLAPSE):
+        if libc.madvise(start, end - start, advice) != 0:
+            log.debug("madvise(%d) refused: errno %d", advice, ctypes.get_errno())
+            return 0
+    return end - start
 
 
 def faiss_links_bytes(index) -> int:  # type: ignore[no-untyped-def]
