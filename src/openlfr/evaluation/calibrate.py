@@ -103,14 +103,18 @@ class ImpostorScores:
     def fpir_modelled(self, threshold: float, watchlist_size: int) -> float:
         if threshold <= self.tail.start:
             return self.fpir_measured(threshold, watchlist_size)
-        return _fpir(self._share_at_tail * self.tail.survival(threshold), watchlist_size)
+        return self._fpir_tail(threshold, watchlist_size)
 
     def fpir(self, threshold: float, watchlist_size: int) -> float:
-        """The higher of the measured and the modelled estimate."""
-        return max(
-            self.fpir_measured(threshold, watchlist_size),
-            self.fpir_modelled(threshold, watchlist_size),
-        )
+        """The higher of the measured and the modelled estimate (below the tail's start the
+        two are one, so it is measured once)."""
+        measured = self.fpir_measured(threshold, watchlist_size)
+        if threshold <= self.tail.start:
+            return measured
+        return max(measured, self._fpir_tail(threshold, watchlist_size))
+
+    def _fpir_tail(self, threshold: float, watchlist_size: int) -> float:
+        return _fpir(self._share_at_tail * self.tail.survival(threshold), watchlist_size)
 
     def threshold(self, watchlist_size: int, target_fpir: float) -> float:
         """The lowest threshold (rounded up to 0.001) whose FPIR is at most the target."""
