@@ -1,7 +1,7 @@
 """The approximate watchlist index (issue 13, point 4): the switch to FAISS above the measured
 size, its top-1 against the exact index's on real faces padded with synthetic distractors,
-several templates per subject, the score rules from top-k, the model checks, and that the
-graph never reaches disk."""
+several templates per subject, the score rules from top-k, the model checks, that the graph
+never reaches disk, and the one copy a deployment's cameras share."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 from openlfr.evaluation.distractors import GaussianDistractors
 from openlfr.matching import ModelMismatchError, WatchlistIndex
 from openlfr.matching import approximate as ann
+from openlfr.matching.shared import SharedGraph, can_share
 from openlfr.vision.embed import normalise
 from openlfr.vision.models.calibration import load_calibration
 
@@ -199,3 +200,29 @@ def test_the_graph_moves_onto_huge_pages_and_still_finds_the_same() -> None:
     assert graph.graph is not None and graph.graph.huge_page_bytes >= 2 << 20
     probes = normalise(embeddings[:20] + 0.05 * rng.normal(size=(20, 192)).astype(np.float32))
     assert [r[0].subject_id for r in graph.search(probes, top_k=1)] == list(range(20))
+
+
+@pytest.mark.skipif(not can_share(), reason="anonymous memory files (memfd) are Linux's")
+def test_a_shared_graph_is_read_in_place_sealed_and_searches_as_built() -> None:
+    """The copy a deployment's cameras share (matching/shared.py): the same answers as the
+    graph it was written from, its templates in the shared memory itself, and no way to write."""
+    rng = np.random.default_rng(5)
+    embeddings, ids = _unit(rng, 3000, 32), np.repeat(np.arange(1500), 2)
+    built = _index(embeddings, ids, approximate=True)
+    shared = SharedGraph.of(built.graph)
+    try:
+        graph = shared.open()
+        index = WatchlistIndex(None, built.graph_ids, _names(ids), model=MFN, prebuilt=graph)
+        probes = embeddings[::97] + 0.05 * _unit(rng, len(embeddings[::97]), 32)
+        assert index.search(probes, top_k=3) == built.search(probes, top_k=3)
+        start = graph.templates.ctypes.data
+        view = graph._buffer
+        assert view.ctypes.data <= start < view.ctypes.data + view.nbytes  # no private copy
+        assert not graph.templates.flags.writeable
+        assert os.readlink(f"/proc/self/fd/{shared.fd}").startswith("/memfd:")  # no file
+        with pytest.raises(OSError):
+            os.write(shared.fd, b"x")  # sealed
+        with pytest.raises(ValueError, match="subject ids, in order"):
+            WatchlistIndex(None, built.graph_ids[::-1], _names(ids), model=MFN, prebuilt=graph)
+    finally:
+        shared.close()

@@ -4,6 +4,8 @@ clear errors for bad sources, deployments that end on time and leave no snapshot
 from __future__ import annotations
 
 import json
+import os
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -407,3 +409,89 @@ def test_policy_bounds_deployment_length_and_watchlist_size(watchlist_from_clip)
         small = Policy(watchlist=WatchlistRules(max_subjects_per_deployment=5))
         with pytest.raises(PolicyError, match="8 current subjects; the policy allows 5"):
             freeze_snapshot(session, deployment, policy=small)
+
+
+def _mapping_graph(pid: int) -> bool:
+    """Whether process ``pid`` maps a deployment's shared graph (matching/shared.py)."""
+    try:
+        return "memfd:openlfr-watchlist-graph" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="memfd is Linux's")
+def test_a_large_lists_graph_is_built_once_and_shared_by_every_camera(
+    watchlist_from_clip, video, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Two cameras on a list big enough for the graph (the bar lowered to this list): the
+    runner builds it once, both workers read that copy in place and alert from it, and no
+    process holds it after the end."""
+    import psutil
+
+    import openlfr.matching.approximate as ann
+    import openlfr.matching.index as index_module
+
+    builds = []
+
+    class CountedGraph(index_module.TemplateGraph):
+        def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            builds.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(ann, "APPROXIMATE_FROM", 2)
+    monkeypatch.setattr(index_module, "TemplateGraph", CountedGraph)
+    factory, _ = watchlist_from_clip
+    clip = str(video / "intel-head-pose-face-detection-male.mp4")
+    with factory() as session:
+        deployment = create_deployment(
+            session,
+            name="two cameras, one graph",
+            location="lab",
+            reason="test",
+            watchlist="clip",
+            starts_at=datetime.now(UTC),
+            ends_at=datetime.now(UTC) + timedelta(minutes=5),
+            cameras={"east": clip, "west": clip},
+            created_by="test",
+            dpia_ref="DPIA-T",
+            equality_ref="EIA-T",
+            signage_confirmed=True,
+        )
+        authorise_deployment(session, deployment, by="insp-test", policy=Policy())
+        session.commit()
+        deployment_id = deployment.id
+    mapped: set[int] = set()
+    workers: set[int] = set()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for child in psutil.Process().children():
+                workers.add(child.pid)
+                if _mapping_graph(child.pid):
+                    mapped.add(child.pid)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        ended = run_deployment(factory, deployment_id)
+    finally:
+        done.set()
+        watcher.join()
+    assert ended.end_reason == "every camera's source ended"
+    assert len(builds) == 1  # in the runner, not once per camera
+    assert len(mapped) >= 2  # both cameras' workers read the one copy
+    with factory() as session:
+        cameras = {c.id for c in session.get(Deployment, deployment_id).cameras}
+        alerts = session.scalars(select(Alert).where(Alert.deployment_id == deployment_id)).all()
+        assert {a.camera_id for a in alerts} == cameras
+        assert {a.subject_name for a in alerts} == {"walker"}
+    assert not _mapping_graph(os.getpid())
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            held.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:  # the listing's own descriptor, closed by now
+            continue
+    assert not [link for link in held if "openlfr-watchlist-graph" in link]

@@ -59,6 +59,7 @@ from openlfr.live.supervisor import (
     _Slot,
 )
 from openlfr.live.worker import WorkerJob, run_job
+from openlfr.matching.shared import GraphBytes
 from openlfr.store.models import Deployment
 
 log = logging.getLogger(__name__)
@@ -226,19 +227,20 @@ class CameraActor:
     def start(
         self, first_track_id: int, origin: float | None, snapshot: tuple[Any, ...] | None
     ) -> tuple[str, str, int]:
-        """Start the camera on ``snapshot`` (templates, subject ids, names: the controller's
+        """Start the camera on ``snapshot`` (templates, subject ids, names, graph: the controller's
         object, handed to each incarnation, never part of the actor's creation record);
         returns (incarnation, node, pid). Once started, a call only says who it is."""
         import ray
 
         node = f"{socket.gethostname()} {ray.get_runtime_context().get_node_id()[:12]}"
         if self._thread is None and snapshot is not None:
-            embeddings, subject_ids, names = snapshot
+            embeddings, subject_ids, names, graph = snapshot
             job = replace(
                 self.job,
                 embeddings=embeddings,
                 subject_ids=subject_ids,
                 subject_names=names,
+                graph=graph,
                 first_track_id=first_track_id,
                 origin=origin,
             )
@@ -395,7 +397,11 @@ class ClusterSupervisor(CameraSupervisor):
         job = self.slots[0].job
         # One object for every camera: the frozen templates, owned by this driver (freed at the
         # end, or by Ray when this process dies), handed to each actor's every start.
-        self._snapshot = ray.put((job.embeddings, job.subject_ids, job.subject_names))
+        # A large list's graph goes in it as bytes, built once by the runner: each node's object
+        # store then holds one copy, which the node's cameras read in place (matching/shared.py).
+        graph = GraphBytes.of(job.graph) if job.graph is not None else None
+        self._snapshot = ray.put((job.embeddings, job.subject_ids, job.subject_names, graph))
+        del graph
         resources = ray.cluster_resources()
         policy = load_policy()  # the controller's camera rules hold on every node
         remote = ray.remote(CameraActor)
@@ -413,6 +419,7 @@ class ClusterSupervisor(CameraSupervisor):
                 embeddings=np.empty((0, 0), np.float32),
                 subject_ids=np.empty(0, np.int64),
                 subject_names={},
+                graph=None,
             )
             handle = remote.options(
                 name=f"openlfr-{self.deployment.id}-{slot.camera.id}",

@@ -34,7 +34,7 @@ from openlfr.governance.policy import Policy, load_policy
 from openlfr.governance.review import flag_expired
 from openlfr.live.pipeline import LiveConfig
 from openlfr.live.supervisor import CameraSupervisor
-from openlfr.live.worker import WorkerJob
+from openlfr.live.worker import WorkerJob, share_graph
 from openlfr.matching import default_threshold
 from openlfr.store.models import (
     Camera,
@@ -361,20 +361,40 @@ def _run_cameras(
     model = deployment_model(deployment)
     threshold = deployment.threshold or default_threshold(len(names), model)
     deadline = as_utc(deployment.ends_at).timestamp()
-    jobs = [
-        WorkerJob(
-            camera.id,
-            camera.name,
-            camera.source,
-            embeddings,
-            subject_ids,
-            names,
-            LiveConfig(threshold=threshold),
-            deadline,
-            model,
-        )
-        for camera in deployment.cameras
-    ]
+    # A list of millions: its graph is built here, once, not by every camera (matching/shared.py)
+    embeddings, subject_ids, graph = share_graph(embeddings, subject_ids, names, model)
+    try:
+        jobs = [
+            WorkerJob(
+                camera.id,
+                camera.name,
+                camera.source,
+                embeddings,
+                subject_ids,
+                names,
+                LiveConfig(threshold=threshold),
+                deadline,
+                model,
+                graph=graph,
+            )
+            for camera in deployment.cameras
+        ]
+        _supervise(session, deployment, jobs, reference, on_alert, poll_s, stop, cluster_config)
+    finally:
+        if graph is not None:
+            graph.close()  # the graph's memory goes with the last worker holding it
+
+
+def _supervise(
+    session: Session,
+    deployment: Deployment,
+    jobs: list[WorkerJob],
+    reference: dict[int, bytes],
+    on_alert: Any,
+    poll_s: float,
+    stop: StopRequest | None,
+    cluster_config: dict[str, Any] | None,
+) -> None:
     options: dict[str, Any] = {
         "on_alert": on_alert,
         "poll_s": poll_s,

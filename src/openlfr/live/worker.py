@@ -40,6 +40,7 @@ from openlfr.live.pipeline import LiveConfig, LivePipeline
 from openlfr.live.runner import run_camera
 from openlfr.live.sources import open_source
 from openlfr.matching import WatchlistIndex
+from openlfr.matching.shared import SharedGraph, can_share
 
 # The exit code of a worker that found its supervisor gone (it reports to nobody).
 ORPHANED_EXIT = 70
@@ -53,7 +54,7 @@ class WorkerJob:
     camera_id: int
     camera: str
     source: str
-    embeddings: np.ndarray
+    embeddings: np.ndarray | None  # None where ``graph`` holds the templates
     subject_ids: np.ndarray
     subject_names: dict[int, str]
     config: LiveConfig
@@ -66,6 +67,23 @@ class WorkerJob:
     # The policy whose camera rules the source must meet: the controller's, on a cluster node
     # (whose own configuration is not the deployment's); None: this machine's (load_policy()).
     policy: Policy | None = None
+    # A large list's graph, built once for every camera (``share_graph``): a SharedGraph or a
+    # cluster's GraphBytes, read in place; then ``subject_ids`` are in the graph's order.
+    graph: Any = None
+
+
+def share_graph(
+    embeddings: np.ndarray, subject_ids: np.ndarray, names: dict[int, str], model: str
+) -> tuple[np.ndarray | None, np.ndarray, SharedGraph | None]:
+    """Build a list's graph once for all of a deployment's cameras, where the list is large
+    enough for one (``WatchlistIndex`` decides) and this system can share it. Returns what the
+    jobs carry: ``(embeddings, subject_ids, graph)``, the embeddings None when shared."""
+    if not can_share():
+        return embeddings, subject_ids, None
+    index = WatchlistIndex(embeddings, subject_ids, names, model=model)
+    if index.graph is None:
+        return embeddings, subject_ids, None
+    return None, index.graph_ids, SharedGraph.of(index.graph)
 
 
 def die_with_parent() -> None:
@@ -134,7 +152,10 @@ def run_job(
     when it crashed (the crash has been sent, and no ``done``)."""
     names = job.subject_names.values()
     try:
-        index = WatchlistIndex(job.embeddings, job.subject_ids, job.subject_names, model=job.model)
+        prebuilt = job.graph.open() if job.graph is not None else None
+        index = WatchlistIndex(
+            job.embeddings, job.subject_ids, job.subject_names, model=job.model, prebuilt=prebuilt
+        )
         pipeline = LivePipeline(
             index, camera=job.camera, config=job.config, first_track_id=job.first_track_id
         )

@@ -6,11 +6,13 @@ on 2 cores), the graph a few thousand templates (6.7 ms for a lone probe, 3.1 ms
 HNSW beat IVF on these 2 cores at equal recall of the exact top-1, IVF needing to scan a
 large share of its lists to reach 0.99 (docs/scale.md, ``benchmarks/faiss_index.py``).
 
-The graph is built once per index, that is once per watchlist snapshot, and lives in memory
-only: nothing here ever writes it to disk (``faiss.write_index`` is never called), so a
-snapshot's templates are destroyed with the process like the exact index's. Similarities of
-the candidates it finds are exact inner products; only *which* templates are candidates is
-approximate.
+The graph is built once per watchlist snapshot and lives in memory only: nothing here ever
+writes it to a file, so a snapshot's templates are destroyed with the processes that hold them,
+like the exact index's. A deployment builds it once and its cameras read that one copy in place
+(``TemplateGraph.mapped``, over ``openlfr.matching.shared``'s anonymous memory or a cluster
+node's object store), so four cameras on a list of millions do not build and hold four graphs.
+Similarities of the candidates it finds are exact inner products; only *which* templates are
+candidates is approximate.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import ctypes
 import logging
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -101,11 +104,42 @@ class TemplateGraph:
         )
         self._index.hnsw.efConstruction = self.settings.ef_construction
         self._index.add(embeddings)
+        self._buffer: np.ndarray | None = None
+        self._expose()
+
+    @classmethod
+    def mapped(cls, buffer: np.ndarray, settings: GraphSettings | None = None) -> TemplateGraph:
+        """The graph that ``write`` serialised into ``buffer`` (uint8), read in place: its
+        templates and links stay in ``buffer``'s memory, shared with whoever else maps it, and
+        are never written to. ``buffer`` is kept for as long as the graph lives."""
+        faiss = load_faiss()
+        if faiss is None:
+            raise ImportError("faiss-cpu is not installed")
+        graph = cls.__new__(cls)
+        graph.settings = settings or GraphSettings()
+        graph._buffer = buffer
+        reader = faiss.ZeroCopyIOReader(faiss.swig_ptr(buffer), buffer.size)
+        graph._index = faiss.read_index(reader, faiss.IO_FLAG_MMAP_IFC)
+        if not isinstance(graph._index, faiss.IndexHNSWFlat):
+            raise ValueError(f"not an HNSW graph of templates: {type(graph._index).__name__}")
+        graph._expose()
+        return graph
+
+    def write(self, sink: Callable[[bytes], object]) -> None:
+        """Serialise the graph, in chunks, to ``sink`` (for ``mapped``; see shared.py)."""
+        faiss = load_faiss()
+        assert faiss is not None
+        faiss.write_index(self._index, faiss.PyCallbackIOWriter(sink))
+
+    def _expose(self) -> None:
         # The graph keeps its own copy of the templates: expose it as a view, so the caller can
         # drop its matrix and the templates are held once, not twice.
+        faiss = load_faiss()
+        assert faiss is not None
         storage = faiss.downcast_index(self._index.storage)
-        n, d = embeddings.shape
+        n, d = storage.ntotal, storage.d
         self.templates = faiss.rev_swig_ptr(storage.get_xb(), n * d).reshape(n, d)
+        self.templates.flags.writeable = False  # a mapped graph's memory is read-only
         neighbours = self._index.hnsw.neighbors
         links = faiss.rev_swig_ptr(neighbours.data(), neighbours.size())
         self.huge_page_bytes = huge_pages(self.templates) + huge_pages(links)

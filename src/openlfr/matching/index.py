@@ -18,7 +18,9 @@ From ``APPROXIMATE_FROM`` templates (a measured crossover, ``openlfr.matching.ap
 enough nearest templates to hold ``top_k`` distinct subjects, takes the best per subject, and
 scores them with ``top_k_scores``. Callers need not know: the same constructor picks it, so
 ``openlfr search`` and deployments use it without a flag. ``subject_scores`` (every subject's
-similarity, for evaluation) stays exact at every size.
+similarity, for evaluation) stays exact at every size. ``prebuilt`` takes a graph built once
+for several indexes over the same list (a deployment's cameras: ``matching.shared``), with
+``graph_ids``, the subject ids in its order.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class WatchlistIndex:
 
     def __init__(
         self,
-        embeddings: np.ndarray,
+        embeddings: np.ndarray | None,
         subject_ids: np.ndarray,
         subject_names: dict[int, str],
         *,
@@ -72,6 +74,7 @@ class WatchlistIndex:
         approximate_from: int | None = None,
         graph: GraphSettings | None = None,
         expected_searches: int | None = None,
+        prebuilt: TemplateGraph | None = None,
     ) -> None:
         self.model = model
         self.calibration = calibration or load_calibration(model)
@@ -79,9 +82,18 @@ class WatchlistIndex:
             raise ModelMismatchError(
                 f"calibration of {self.calibration.model} given for an index of {model}"
             )
-        order = np.argsort(subject_ids, kind="stable")
-        self._embeddings = np.ascontiguousarray(embeddings[order], dtype=np.float32)
-        sorted_ids = np.asarray(subject_ids)[order]
+        if prebuilt is not None:  # another index's graph (``graph_ids``' order): no copy
+            sorted_ids = np.asarray(subject_ids)
+            if len(sorted_ids) != len(prebuilt.templates) or np.any(np.diff(sorted_ids) < 0):
+                raise ValueError("a prebuilt graph needs its templates' subject ids, in order")
+            self._embeddings = prebuilt.templates
+        else:
+            if embeddings is None:
+                raise ValueError("an index needs its templates or a prebuilt graph")
+            order = np.argsort(subject_ids, kind="stable")
+            self._embeddings = np.ascontiguousarray(embeddings[order], dtype=np.float32)
+            sorted_ids = np.asarray(subject_ids)[order]
+        self.graph_ids = sorted_ids  # each template's subject, in the graph's order
         # Templates of one subject are contiguous: reduceat takes each run's maximum in one go.
         starts = (
             np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
@@ -96,17 +108,20 @@ class WatchlistIndex:
             np.arange(len(starts)), np.diff(np.r_[starts, len(sorted_ids)])
         )
         self._max_run = int(np.diff(np.r_[starts, len(sorted_ids)]).max()) if len(starts) else 0
-        self.graph: TemplateGraph | None = None
-        if approximate is None:  # read at call time, so a site (or a test) may move it
+        self.graph: TemplateGraph | None = prebuilt
+        if prebuilt is not None:
+            approximate = False  # built already
+        elif approximate is None:  # read at call time, so a site (or a test) may move it
             approximate = self.template_count >= (approximate_from or ann.APPROXIMATE_FROM) and (
                 expected_searches is None or expected_searches >= ann.BUILD_PAYS_FROM
             )
         if approximate and self.template_count and load_faiss() is not None:
             self.graph = TemplateGraph(self._embeddings, graph)
             self._embeddings = self.graph.templates  # held once: a view of the graph's copy
-            if self.calibration.score == "z":  # the z-score's impostor statistics (scores.py)
-                self._template_mean = self._embeddings.mean(axis=0, dtype=np.float64)
-                self._template_cov = np.cov(self._embeddings.T, bias=True)
+        if self.graph is not None and self.calibration.score == "z":
+            # the z-score's impostor statistics (scores.py)
+            self._template_mean = self._embeddings.mean(axis=0, dtype=np.float64)
+            self._template_cov = np.cov(self._embeddings.T, bias=True)
 
     @property
     def approximate(self) -> bool:
