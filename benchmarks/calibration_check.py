@@ -33,13 +33,18 @@ from pathlib import Path
 import numpy as np
 
 from openlfr.evaluation.calibrate import calibrate
-from openlfr.evaluation.datasets import default_cache, identity_folders, largest_faces, relabel
+from openlfr.evaluation.datasets import (
+    CELEBA_DEV_FIXES,
+    default_cache,
+    identity_folders,
+    largest_faces,
+    relabel,
+)
 from openlfr.evaluation.distractors import GaussianDistractors
 from openlfr.vision.batch import list_images
 from openlfr.vision.models import get_model
 from openlfr.vision.models.calibration import load_calibration
 
-CELEBA_FIXES = ["celeb7393=celeb7392", "026072.jpg=celeb7433"]  # as benchmarks/protocols.py
 PADDED = (1000, 10_000, 100_000, 1_000_000)
 TARGET = 0.001
 FLOOR = 0.4  # distractor similarities below this never matter at these thresholds
@@ -49,7 +54,7 @@ def load(data: Path, model: str):  # type: ignore[no-untyped-def]
     """celeba-dev as {identity: [faces]} and the other sources' faces, by the model."""
     cache = default_cache()
     root = data / "faces"
-    people = relabel(identity_folders(root / "celeba-dev"), CELEBA_FIXES)
+    people = relabel(identity_folders(root / "celeba-dev"), CELEBA_DEV_FIXES)
     found = largest_faces([p for ps in people.values() for p in ps], cache=cache, model=model)
     celeba = {n: [found[p] for p in ps if found[p] is not None] for n, ps in people.items()}
     celeba = {n: faces for n, faces in celeba.items() if faces}

@@ -29,14 +29,19 @@ from pathlib import Path
 
 import numpy as np
 
-from openlfr.evaluation.datasets import default_cache, identity_folders, largest_faces, relabel
+from openlfr.evaluation.datasets import (
+    CELEBA_DEV_FIXES,
+    default_cache,
+    identity_folders,
+    largest_faces,
+    relabel,
+)
 from openlfr.evaluation.distractors import GaussianDistractors, realism
 from openlfr.matching import WatchlistIndex
 from openlfr.matching.approximate import load_faiss
 from openlfr.vision.batch import list_images
 
 MODEL = "mobilefacenet-v1"
-CELEBA_FIXES = ["celeb7393=celeb7392", "026072.jpg=celeb7433"]  # as benchmarks/protocols.py
 EF_LADDER = (64, 128, 256, 512, 1024)
 NPROBE_LADDER = (32, 64, 128, 256, 512, 1024)
 SYNTHETIC_FROM = 10**6  # subject ids of synthetic distractors start here
@@ -59,7 +64,7 @@ class RealSets:
 def load_real(data: Path, seed: int = 0) -> RealSets:
     cache = default_cache()
     faces_root = data / "faces"
-    people = relabel(identity_folders(faces_root / "celeba-dev"), CELEBA_FIXES)
+    people = relabel(identity_folders(faces_root / "celeba-dev"), CELEBA_DEV_FIXES)
     found = largest_faces([p for ps in people.values() for p in ps], cache=cache, model=MODEL)
     names = sorted(people)
     rng = np.random.default_rng(seed)

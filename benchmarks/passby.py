@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -39,7 +38,13 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from openlfr.evaluation.datasets import default_cache, identity_folders, largest_faces, relabel
+from openlfr.evaluation.datasets import (
+    CELEBA_DEV_FIXES,
+    default_cache,
+    identity_folders,
+    largest_faces,
+    relabel,
+)
 from openlfr.live.pipeline import LiveConfig, LivePipeline
 from openlfr.live.sources import VideoFileSource
 from openlfr.live.tracker import iou
@@ -51,9 +56,6 @@ from openlfr.vision.faces import analyse_face
 from openlfr.vision.image import load_image
 from openlfr.vision.models import get_model
 from openlfr.vision.models.calibration import load_calibration
-
-sys.path.insert(0, str(Path(__file__).parent))
-from protocols import CELEBA_FIXES  # noqa: E402  (celeba-dev's label errors)
 
 WIDTH, HEIGHT, FPS = 960, 540, 12
 ON_SCREEN_FRAMES = 36  # each passer-by is in view for 3 s
@@ -100,7 +102,7 @@ def build_clip(
 ) -> Clip:
     """Write the clip to ``out``; return it with the walkers and the photos to enrol."""
     rng = np.random.default_rng(seed)
-    celeb = relabel(identity_folders(data / "faces/celeba-dev"), CELEBA_FIXES)
+    celeb = relabel(identity_folders(data / "faces/celeba-dev"), CELEBA_DEV_FIXES)
     celeb = {n: images for n, images in celeb.items() if len(images) > 1}
     names = sorted(celeb)
     rng.shuffle(names)

@@ -4,7 +4,8 @@
         [--models dlib-resnet-v1 mobilefacenet-v1 mobilefacenet-v1:nomirror mobilefacenet-v1:mtcnn]
         [--json docs/protocols.json]
 
-celeba-dev's two label errors are corrected first (``CELEBA_FIXES``). The protocols:
+celeba-dev's two label errors are corrected first (``openlfr.evaluation.datasets.
+CELEBA_DEV_FIXES``, found by looking at the strangers behind surprising scores). The protocols:
 
 A  (tuning; one source) celeba-dev split by identity, 20 random halves: 75 identities
    enrolled (first image with a face), their other photos searched (mated), every photo of the
@@ -44,7 +45,13 @@ from openlfr.evaluation.calibrate import (
     calibrate,
     impostor_scores,
 )
-from openlfr.evaluation.datasets import default_cache, identity_folders, largest_faces, relabel
+from openlfr.evaluation.datasets import (
+    CELEBA_DEV_FIXES,
+    default_cache,
+    identity_folders,
+    largest_faces,
+    relabel,
+)
 from openlfr.evaluation.openset import SearchOutcomes, rates, threshold_for_fpir
 from openlfr.matching.scores import candidate_scores
 from openlfr.vision.batch import list_images
@@ -56,12 +63,6 @@ from openlfr.vision.models.calibration import (
 )
 
 TARGET = 0.001
-# Label errors in celeba-dev, found by looking at the strangers behind surprising scores (both
-# models agree): celeb7392 and celeb7393 are one person (142 of 144 photo pairs above 0.55
-# cosine with MobileFaceNet, where strangers' median is 0.02), and celeb7450's 026072.jpg is a
-# photo of celeb7433 (0.73-0.89 to all 12 of hers). As labelled, they count true matches as
-# false alerts at every high threshold.
-CELEBA_FIXES = ["celeb7393=celeb7392", "026072.jpg=celeb7433"]
 SPLITS = 20
 RULES = ("cosine", "z", "gap")
 
@@ -85,7 +86,7 @@ def unit(spec: str):  # type: ignore[no-untyped-def]
 
 def embed_all(model, data: Path) -> dict[str, object]:  # type: ignore[no-untyped-def]
     faces_root = data / "faces"
-    celeba = relabel(identity_folders(faces_root / "celeba-dev"), CELEBA_FIXES)
+    celeba = relabel(identity_folders(faces_root / "celeba-dev"), CELEBA_DEV_FIXES)
     sets = {
         "utkface": list_images([faces_root / "utkface-demographics"]),
         "fairface": list_images([faces_root / "fairface540"]),
