@@ -40,7 +40,7 @@ from openlfr.evaluation.datasets import (
     largest_faces,
     relabel,
 )
-from openlfr.evaluation.distractors import GaussianDistractors
+from openlfr.evaluation.distractors import GaussianDistractors, PooledHits
 from openlfr.vision.batch import list_images
 from openlfr.vision.models import get_model
 from openlfr.vision.models.calibration import load_calibration
@@ -79,26 +79,22 @@ def padded_fpir(
     pool: int,
     rng: np.random.Generator,
 ) -> dict[int, tuple[float, int]]:
-    """Estimated FPIR of ``strangers`` against ``list_rows`` padded with distractors to each size
-    in ``thresholds`` ({size: threshold}): with k of the pool's M distractors at or above t, a
-    list of N alerts with probability 1 - (1 - real(t)) (1 - k/M)^(N - real subjects). Also
-    how many strangers had at least one distractor at or above t (the events behind it)."""
-    gaussian = GaussianDistractors.fit(fit)
-    real_best = (strangers @ list_rows.T).max(axis=1)
-    values, owners = [], []
-    for start in range(0, pool, 50_000):
-        block = gaussian.sample(min(50_000, pool - start), rng)
-        sims = strangers @ block.T
-        rows, cols = np.nonzero(sims >= FLOOR)
-        values.append(sims[rows, cols])
-        owners.append(rows)
-    value, owner = np.concatenate(values), np.concatenate(owners)
-    out = {}
-    for n, t in thresholds.items():
-        k = np.bincount(owner[value >= t], minlength=len(strangers))
-        clear = (real_best < t) * (1 - k / pool) ** max(n - len(list_rows), 0)
-        out[n] = (float((1 - clear).mean()), int((k > 0).sum() + (real_best >= t).sum()))
-    return out
+    """Estimated FPIR of ``strangers`` against ``list_rows`` (one per subject) padded with
+    distractors fitted to ``fit`` to each size in ``thresholds`` ({size: threshold}), over a
+    pool of ``pool`` (``evaluation.distractors.PooledHits``), with how many strangers had a
+    subject or a distractor at or above the threshold (the events behind it)."""
+    hits = PooledHits.sample(
+        GaussianDistractors.fit(fit),
+        strangers,
+        list_rows,
+        real_subjects=len(list_rows),
+        pool=pool,
+        rng=rng,
+        floor=FLOOR,
+    )
+    return {
+        n: (float(hits.alerts(t, n).mean()), hits.strangers_hit(t)) for n, t in thresholds.items()
+    }
 
 
 def held_out(celeba: dict, model: str, splits: int, pool: int, seed: int) -> dict:

@@ -36,7 +36,7 @@ from openlfr.evaluation.datasets import (
     largest_faces,
     relabel,
 )
-from openlfr.evaluation.distractors import GaussianDistractors, realism
+from openlfr.evaluation.distractors import GaussianDistractors, PooledHits, realism
 from openlfr.matching import WatchlistIndex
 from openlfr.matching.approximate import load_faiss
 from openlfr.vision.batch import list_images
@@ -289,35 +289,27 @@ def pooled_fpir(
     floor: float = 0.5,
 ) -> dict:
     """FPIR at each list size's shipped threshold, estimated on a pool of synthetic distractors
-    larger than one list: for each real stranger, with k of the pool's M distractors at or
-    above t, a list of N subjects drawn from the pool alerts with probability
-    1 - (1 - real(t)) (1 - k/M)^(N - real subjects), real(t) being whether a real enrolled
-    subject scores t. Averaging this over strangers uses every distractor in the pool, as if
-    M/N lists were drawn, so it is steadier than one list's count (at N = M it is that count).
-    Also the threshold at which the estimate meets ``target``."""
+    larger than one list (``evaluation.distractors.PooledHits``), for each stranger set; also
+    the threshold at which the estimate meets ``target``."""
     from openlfr.vision.models.calibration import load_calibration
 
     calibration = load_calibration(MODEL)
-    rng = np.random.default_rng(seed + 7)
     strangers = {"same_source": real.same_source, "other_source": real.other_source}
     probes = np.vstack(list(strangers.values()))
     owner_parts = np.repeat(np.arange(len(strangers)), [len(x) for x in strangers.values()])
-    real_best = (probes @ real.enrolled.T).max(axis=1)
-    values, owners = [], []
-    for start in range(0, pool, 100_000):
-        block = gaussian.sample(min(100_000, pool - start), rng)
-        for i in range(0, len(probes), BATCH):
-            sims = probes[i : i + BATCH] @ block.T
-            rows, cols = np.nonzero(sims >= floor)
-            values.append(sims[rows, cols])
-            owners.append(rows + i)
-    value, owner = np.concatenate(values), np.concatenate(owners)
-    n_real = len(np.unique(real.enrolled_ids))
+    hits = PooledHits.sample(
+        gaussian,
+        probes,
+        real.enrolled,
+        real_subjects=len(np.unique(real.enrolled_ids)),
+        pool=pool,
+        rng=np.random.default_rng(seed + 7),
+        floor=floor,
+        batch=BATCH,
+    )
 
     def fpir(t: float, n: int, mask: np.ndarray | None = None) -> float:
-        k = np.bincount(owner[value >= t], minlength=len(probes))
-        clear = (1 - (real_best >= t)) * (1 - k / pool) ** max(n - n_real, 0)
-        alert = 1 - clear
+        alert = hits.alerts(t, n)
         return float(alert[mask].mean() if mask is not None else alert.mean())
 
     out = {"pool": pool, "strangers": len(probes), "sizes": []}

@@ -295,3 +295,21 @@ def run_cli(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[s
         timeout=timeout_s,
         env=os.environ.copy(),
     )
+
+
+def count_graph_builds(monkeypatch) -> list[int]:  # type: ignore[no-untyped-def]
+    """Make every list large enough for the approximate index, in this process, and count the
+    graphs built here (one entry each)."""
+    import openlfr.matching.approximate as ann
+    import openlfr.matching.index as index_module
+
+    builds: list[int] = []
+
+    class CountedGraph(index_module.TemplateGraph):
+        def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            builds.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(ann, "APPROXIMATE_FROM", 2)
+    monkeypatch.setattr(index_module, "TemplateGraph", CountedGraph)
+    return builds

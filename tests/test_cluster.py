@@ -21,12 +21,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from service_support import authorise_for_tests, run_cli, wait_until
+from service_support import authorise_for_tests, count_graph_builds, run_cli, wait_until
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-import openlfr.matching.approximate as ann
-import openlfr.matching.index as index_module
 from openlfr.live.deployment import create_deployment, recover_crashed, run_deployment
 from openlfr.live.supervisor import camera_record
 from openlfr.store import Alert, Deployment, SnapshotTemplate
@@ -190,15 +188,7 @@ def test_a_deployment_across_two_nodes_survives_kills_and_leaves_nothing(
     # The list counts as large (the bar lowered to it): the runner builds its graph once, and
     # the snapshot object carries it to the nodes, where the actors read it in place (with no
     # templates beside it, an actor could search no other way).
-    builds = []
-
-    class CountedGraph(index_module.TemplateGraph):
-        def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-            builds.append(1)
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(ann, "APPROXIMATE_FROM", 2)
-    monkeypatch.setattr(index_module, "TemplateGraph", CountedGraph)
+    builds = count_graph_builds(monkeypatch)
     cluster, nodes = ray_cluster
     store = watchlist
     cameras = {name: str(clips[clip]) for name, clip in CAMERAS.items()}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from service_support import ENTRY
+from service_support import ENTRY, count_graph_builds
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
@@ -71,8 +71,9 @@ def _enrol(session, watchlist, name: str, image: np.ndarray) -> None:  # type: i
     )
 
 
-def _plan(factory, name: str, lasts: timedelta, camera: str) -> int:  # type: ignore[no-untyped-def]
-    """A deployment of the 'clip' watchlist starting now, one camera; returns its id."""
+def _plan(factory, name: str, lasts: timedelta, camera: str | dict[str, str]) -> int:  # type: ignore[no-untyped-def]
+    """A deployment of the 'clip' watchlist starting now, one camera (or ``{name: source}``);
+    returns its id."""
     with factory() as session:
         deployment = create_deployment(
             session,
@@ -82,7 +83,7 @@ def _plan(factory, name: str, lasts: timedelta, camera: str) -> int:  # type: ig
             watchlist="clip",
             starts_at=datetime.now(UTC),
             ends_at=datetime.now(UTC) + lasts,
-            cameras={"cam": camera},
+            cameras=camera if isinstance(camera, dict) else {"cam": camera},
             created_by="test",
             dpia_ref="DPIA-T",
             equality_ref="EIA-T",
@@ -428,38 +429,10 @@ def test_a_large_lists_graph_is_built_once_and_shared_by_every_camera(
     process holds it after the end."""
     import psutil
 
-    import openlfr.matching.approximate as ann
-    import openlfr.matching.index as index_module
-
-    builds = []
-
-    class CountedGraph(index_module.TemplateGraph):
-        def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-            builds.append(1)
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(ann, "APPROXIMATE_FROM", 2)
-    monkeypatch.setattr(index_module, "TemplateGraph", CountedGraph)
+    builds = count_graph_builds(monkeypatch)
     factory, _ = watchlist_from_clip
     clip = str(video / "intel-head-pose-face-detection-male.mp4")
-    with factory() as session:
-        deployment = create_deployment(
-            session,
-            name="two cameras, one graph",
-            location="lab",
-            reason="test",
-            watchlist="clip",
-            starts_at=datetime.now(UTC),
-            ends_at=datetime.now(UTC) + timedelta(minutes=5),
-            cameras={"east": clip, "west": clip},
-            created_by="test",
-            dpia_ref="DPIA-T",
-            equality_ref="EIA-T",
-            signage_confirmed=True,
-        )
-        authorise_deployment(session, deployment, by="insp-test", policy=Policy())
-        session.commit()
-        deployment_id = deployment.id
+    deployment_id = _plan(factory, "one graph", timedelta(minutes=5), {"east": clip, "west": clip})
     mapped: set[int] = set()
     workers: set[int] = set()
     done = threading.Event()

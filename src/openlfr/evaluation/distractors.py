@@ -62,3 +62,58 @@ def realism(
             f"q{q}": float(np.quantile(sims, q)) for q in quantiles
         }
     return out
+
+
+@dataclass(frozen=True)
+class PooledHits:
+    """Real strangers against a list padded with synthetic distractors, estimated from a pool
+    larger than one list: each stranger's distractors at or above ``floor`` among ``pool``, and
+    its best score against the list's real subjects. With k of the pool's M distractors at or
+    above t, a list of N alerts with probability 1 - (1 - real(t)) (1 - k/M)^(N - real
+    subjects), real(t) being whether a real subject reaches t. Averaged over strangers, that
+    uses every distractor in the pool, as if M/N lists were drawn, so it is steadier than one
+    list's count (at N = M it is that count)."""
+
+    pool: int
+    value: np.ndarray  # similarities at or above the floor
+    owner: np.ndarray  # the stranger (row) each belongs to
+    real_best: np.ndarray  # (strangers,) best similarity to the list's real subjects
+    real_subjects: int
+
+    @classmethod
+    def sample(
+        cls,
+        distractors: GaussianDistractors,
+        strangers: np.ndarray,
+        list_rows: np.ndarray,
+        *,
+        real_subjects: int,
+        pool: int,
+        rng: np.random.Generator,
+        floor: float,
+        batch: int = 256,
+    ) -> PooledHits:
+        """``list_rows``: the real subjects' templates (several rows may be one subject's)."""
+        real_best = (strangers @ list_rows.T).max(axis=1)
+        values, owners = [], []
+        for start in range(0, pool, 100_000):
+            block = distractors.sample(min(100_000, pool - start), rng)
+            for i in range(0, len(strangers), batch):
+                sims = strangers[i : i + batch] @ block.T
+                rows, cols = np.nonzero(sims >= floor)
+                values.append(sims[rows, cols])
+                owners.append(rows + i)
+        return cls(pool, np.concatenate(values), np.concatenate(owners), real_best, real_subjects)
+
+    def alerts(self, threshold: float, watchlist_size: int) -> np.ndarray:
+        """Each stranger's probability of alerting against a list of ``watchlist_size``."""
+        k = np.bincount(self.owner[self.value >= threshold], minlength=len(self.real_best))
+        padding = max(watchlist_size - self.real_subjects, 0)
+        return 1 - (self.real_best < threshold) * (1 - k / self.pool) ** padding
+
+    def strangers_hit(self, threshold: float) -> int:
+        """Strangers with at least one subject or distractor at or above ``threshold``: the
+        events behind an estimate."""
+        hit = np.zeros(len(self.real_best), bool)
+        hit[self.owner[self.value >= threshold]] = True
+        return int((hit | (self.real_best >= threshold)).sum())
