@@ -228,8 +228,8 @@ def test_a_camera_that_keeps_crashing_is_restarted_until_the_hard_end(
     store = open_store(database_url)
     deployment_id = _plan(store, video / LONG_CLIP, timedelta(seconds=20))
 
-    def broken_job(*args: object) -> WorkerJob:  # the job is pickled into each worker
-        job = WorkerJob(*args)  # type: ignore[arg-type]
+    def broken_job(*args: object, **kwargs: object) -> WorkerJob:  # pickled into each worker
+        job = WorkerJob(*args, **kwargs)  # type: ignore[arg-type]
         job.subject_ids = np.append(job.subject_ids, job.subject_ids.max() + 1)
         return job
 

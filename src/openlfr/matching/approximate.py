@@ -2,7 +2,7 @@
 
 Above ``APPROXIMATE_FROM`` templates one exact matrix product per probe costs more than walking
 a graph: at 1,000,000 MobileFaceNet templates the product reads 768 MB per probe (about 90 ms
-on 2 cores), the graph a few thousand templates (6.7 ms for a lone probe, 3.1 ms batched).
+on 2 cores), the graph about 25,000 (5.3 ms for a lone probe).
 HNSW beat IVF on these 2 cores at equal recall of the exact top-1, IVF needing to scan a
 large share of its lists to reach 0.99 (docs/scale.md, ``benchmarks/faiss_index.py``).
 
@@ -44,18 +44,22 @@ BUILD_PAYS_FROM = 3_000
 # The search beam that holds recall of the exact top-1 at 0.99 or more grows with the list
 # (measured on real probes among synthetic distractors, benchmarks/faiss_index.py):
 # (templates up to, ef_search).
-SEARCH_BEAMS = ((30_000, 128), (150_000, 256), (400_000, 512), (10**12, 1024))
+# With m 48 a beam of 448 holds 0.9924 at 1M (m 32 needed 1024 for 0.992); the smaller sizes'
+# beams were measured with m 32, and a smaller graph at the same beam only finds more.
+SEARCH_BEAMS = ((30_000, 128), (150_000, 256), (1_500_000, 448), (10**12, 1024))
 
 
 @dataclass(frozen=True, slots=True)
 class GraphSettings:
     """HNSW's knobs. ``m``: links per template (memory: 2m int32 per template at the base
-    layer); ``ef_construction``: the build's beam (80: at 1M templates, 40 built in half the
-    time but reached only 0.987 recall at a beam of 1024, 80 0.992); ``ef_search``: the
+    layer; 48 against 32 at 1M: a third less CPU per lone probe at recall 0.99, for 12% more
+    memory and a 1.3 times longer build); ``ef_construction``: the build's beam (80: at 1M
+    templates, 40 built in half the time but reached only 0.987 recall at a beam of 1024, 80
+    0.992; 160 cost 1.8 times the build for what m 48 gives at 1.2); ``ef_search``: the
     search's beam, by default from ``SEARCH_BEAMS`` for the list's size, and never below the
     number of templates asked for."""
 
-    m: int = 32
+    m: int = 48
     ef_construction: int = 80
     ef_search: int | None = None
 
