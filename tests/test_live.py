@@ -468,3 +468,39 @@ def test_a_large_lists_graph_is_built_once_and_shared_by_every_camera(
         except OSError:  # the listing's own descriptor, closed by now
             continue
     assert not [link for link in held if "openlfr-watchlist-graph" in link]
+
+
+def test_a_stop_during_the_graphs_build_ends_the_deployment_at_once(
+    watchlist_from_clip, video, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A list of millions takes minutes to build: an operator's stop, asked meanwhile, ends the
+    deployment within a poll, no camera starts, and the graph, once built, is let go."""
+    import openlfr.live.deployment as deployment_module
+    from openlfr.matching.approximate import TemplateGraph
+    from openlfr.matching.shared import SharedGraph
+
+    built: list[SharedGraph] = []
+
+    def slow_build(embeddings, subject_ids, names, model):  # type: ignore[no-untyped-def]
+        time.sleep(8)  # as if building a large graph
+        shared = SharedGraph.of(TemplateGraph(embeddings))
+        built.append(shared)
+        return None, subject_ids, shared
+
+    monkeypatch.setattr(deployment_module, "share_graph", slow_build)
+    factory, _ = watchlist_from_clip
+    clip = str(video / "intel-head-pose-face-detection-male.mp4")
+    deployment_id = _plan(factory, "stopped while building", timedelta(hours=1), clip)
+    threading.Timer(1.0, lambda: request_stop(factory(), deployment_id)).start()
+    started = time.monotonic()
+    ended = run_deployment(factory, deployment_id, poll_s=0.25)
+    assert time.monotonic() - started < 6  # not after the build's 8 s
+    assert ended.status == "ended" and ended.end_reason == "stopped by an operator"
+    with factory() as session:
+        d = session.get(Deployment, deployment_id)
+        assert d.cameras[0].frames == 0
+        assert session.scalar(select(func.count()).select_from(SnapshotTemplate)) == 0
+    deadline = time.monotonic() + 30
+    while not (built and built[0].fd == -1) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert built and built[0].fd == -1  # closed by the abandoned build itself

@@ -19,6 +19,8 @@ import contextlib
 import logging
 import os
 import socket
+import threading
+import time
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +38,7 @@ from openlfr.live.pipeline import LiveConfig
 from openlfr.live.supervisor import CameraSupervisor
 from openlfr.live.worker import WorkerJob, share_graph
 from openlfr.matching import default_threshold
+from openlfr.matching.shared import SharedGraph
 from openlfr.store.models import (
     Camera,
     Deployment,
@@ -362,7 +365,13 @@ def _run_cameras(
     threshold = deployment.threshold or default_threshold(len(names), model)
     deadline = as_utc(deployment.ends_at).timestamp()
     # A list of millions: its graph is built here, once, not by every camera (matching/shared.py)
-    embeddings, subject_ids, graph = share_graph(embeddings, subject_ids, names, model)
+    built = _build_watching(
+        session, deployment, stop, poll_s, (embeddings, subject_ids, names, model)
+    )
+    if isinstance(built, str):
+        end_deployment(session, deployment, built)
+        return
+    embeddings, subject_ids, graph = built
     try:
         jobs = [
             WorkerJob(
@@ -383,6 +392,53 @@ def _run_cameras(
     finally:
         if graph is not None:
             graph.close()  # the graph's memory goes with the last worker holding it
+
+
+def _build_watching(
+    session: Session,
+    deployment: Deployment,
+    stop: StopRequest | None,
+    poll_s: float,
+    snapshot: tuple[np.ndarray, np.ndarray, dict[int, str], str],
+) -> tuple[np.ndarray | None, np.ndarray, SharedGraph | None] | str:
+    """``share_graph`` in a thread, while the stop requests and the hard end are watched as the
+    cameras' supervisor watches them: a large list's build takes minutes, and a stop must not
+    wait for it. Returns what the jobs carry, or the reason the deployment ended first (the
+    build is then abandoned, and its graph, should it finish, closed)."""
+    result: list[Any] = []
+    lock = threading.Lock()
+    abandoned = threading.Event()
+
+    def build() -> None:
+        try:
+            built = share_graph(*snapshot)
+        except BaseException as exc:  # raised in the runner below
+            built = exc
+        with lock:
+            if abandoned.is_set() and not isinstance(built, BaseException) and built[2]:
+                built[2].close()  # nobody will use it: its memory goes now
+            result.append(built)
+
+    builder = threading.Thread(target=build, name="openlfr-graph-build", daemon=True)
+    builder.start()
+    deadline = as_utc(deployment.ends_at).timestamp()
+    while True:
+        builder.join(timeout=min(poll_s, 1.0))
+        with lock:
+            if result:
+                if isinstance(result[0], BaseException):
+                    raise result[0]
+                return result[0]
+            session.refresh(deployment, ["stop_requested"])
+            reason = (stop.reason if stop is not None else None) or (
+                "stopped by an operator" if deployment.stop_requested else None
+            )
+            if time.time() >= deadline:
+                reason = "time limit reached"
+            if reason:
+                abandoned.set()
+                log.warning("deployment %s ended while its graph was being built", deployment.id)
+                return reason
 
 
 def _supervise(
