@@ -366,7 +366,7 @@ def _run_cameras(
     deadline = as_utc(deployment.ends_at).timestamp()
     # A list of millions: its graph is built here, once, not by every camera (matching/shared.py)
     built = _build_watching(
-        session, deployment, stop, poll_s, (embeddings, subject_ids, names, model)
+        session, deployment, stop, poll_s, deadline, (embeddings, subject_ids, names, model)
     )
     if isinstance(built, str):
         end_deployment(session, deployment, built)
@@ -399,6 +399,7 @@ def _build_watching(
     deployment: Deployment,
     stop: StopRequest | None,
     poll_s: float,
+    deadline: float,
     snapshot: tuple[np.ndarray, np.ndarray, dict[int, str], str],
 ) -> tuple[np.ndarray | None, np.ndarray, SharedGraph | None] | str:
     """``share_graph`` in a thread, while the stop requests and the hard end are watched as the
@@ -421,7 +422,6 @@ def _build_watching(
 
     builder = threading.Thread(target=build, name="openlfr-graph-build", daemon=True)
     builder.start()
-    deadline = as_utc(deployment.ends_at).timestamp()
     while True:
         builder.join(timeout=min(poll_s, 1.0))
         with lock:

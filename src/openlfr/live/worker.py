@@ -40,7 +40,7 @@ from openlfr.live.pipeline import LiveConfig, LivePipeline
 from openlfr.live.runner import run_camera
 from openlfr.live.sources import open_source
 from openlfr.matching import WatchlistIndex
-from openlfr.matching.shared import SharedGraph, can_share
+from openlfr.matching.shared import GraphBytes, SharedGraph, can_share
 
 # The exit code of a worker that found its supervisor gone (it reports to nobody).
 ORPHANED_EXIT = 70
@@ -67,9 +67,9 @@ class WorkerJob:
     # The policy whose camera rules the source must meet: the controller's, on a cluster node
     # (whose own configuration is not the deployment's); None: this machine's (load_policy()).
     policy: Policy | None = None
-    # A large list's graph, built once for every camera (``share_graph``): a SharedGraph or a
-    # cluster's GraphBytes, read in place; then ``subject_ids`` are in the graph's order.
-    graph: Any = None
+    # A large list's graph, built once for every camera (``share_graph``), read in place; then
+    # ``subject_ids`` are in the graph's order.
+    graph: SharedGraph | GraphBytes | None = None
 
 
 def share_graph(
