@@ -1,7 +1,7 @@
 """Watchlists of millions (issue 13, point 4): the exact index against FAISS HNSW and IVF.
 
     python benchmarks/faiss_index.py --data ../shared/data [--sizes 10000 100000 1000000]
-        [--quick] [--json FILE]
+        [--quick] [--no-ivf] [--no-graph-baseline] [--json FILE]
 
 The list: celeba-dev split by identity (label errors fixed as in protocols.py). 75 identities
 are enrolled with their first two photos (multi-template subjects), their other photos are
@@ -11,7 +11,8 @@ size with synthetic distractors, one template each, drawn from a Gaussian fitted
 enrolled identities' photos (``openlfr.evaluation.distractors``; its ``realism`` figures say
 how close they come to real people).
 
-For each size and index: build time, ms per query (a single probe, and batches of 64), recall
+For each size and index (the shipped graph, its templates in float16, beside the float32 graph
+shipped until 2026-12-03): build time, ms per query (a single probe, and batches of 64), recall
 of the exact top-1 subject over every probe, memory, and at the shipped threshold for the
 list's subject count: FPIR of each stranger set and TPIR of the mated searches. The exact
 index's FPIR is the reference; the approximate ones may only lose alerts, never add.
@@ -38,7 +39,8 @@ from openlfr.evaluation.datasets import (
 )
 from openlfr.evaluation.distractors import GaussianDistractors, PooledHits, realism
 from openlfr.matching import WatchlistIndex
-from openlfr.matching.approximate import load_faiss
+from openlfr.matching.approximate import GraphSettings, load_faiss
+from openlfr.matching.shared import SharedGraph, can_share
 from openlfr.vision.batch import list_images
 
 MODEL = "mobilefacenet-v1"
@@ -164,6 +166,7 @@ def bench_size(
     *,
     singles: int,
     ivf: bool,
+    graph_baseline: bool,
     seed: int,
 ) -> dict:
     rng = np.random.default_rng(seed + size)
@@ -194,23 +197,71 @@ def bench_size(
     }
     del results
 
+    graphs = {"hnsw": GraphSettings()}  # the shipped graph: float16 templates
+    if graph_baseline:  # the float32 graph shipped until 2026-12-03, in the same process
+        graphs["hnsw_fp32"] = GraphSettings(half_precision=False)
+    for key, settings in graphs.items():
+        row[key] = bench_graph(
+            exact,
+            embeddings,
+            ids,
+            names,
+            settings,
+            probes,
+            order,
+            truth_ids,
+            truth_scores,
+            threshold=threshold,
+            parts=parts,
+            mated_ids=real.mated_ids,
+            singles=singles,
+        )
+    if ivf:
+        row["ivf"] = bench_ivf(embeddings, ids, probes, truth_ids, singles, order)
+    return row
+
+
+def bench_graph(
+    exact: WatchlistIndex,
+    embeddings: np.ndarray,
+    ids: np.ndarray,
+    names: dict[int, str],
+    settings: GraphSettings,
+    probes: np.ndarray,
+    order: np.ndarray,
+    truth_ids: np.ndarray,
+    truth_scores: np.ndarray,
+    *,
+    threshold: float,
+    parts: dict[str, slice],
+    mated_ids: np.ndarray,
+    singles: int,
+) -> dict:
+    """One HNSW graph: build time, memory, and each search beam's speed, recall and outcomes
+    (single probes in ``order``, a fair mix), against the exact index's top-1."""
     start = time.perf_counter()
-    graph = WatchlistIndex(embeddings, ids, names, model=MODEL, approximate=True)
+    graph = WatchlistIndex(embeddings, ids, names, model=MODEL, approximate=True, graph=settings)
     build = time.perf_counter() - start
     assert graph.graph is not None
     default_ef = graph.graph.settings.beam(graph.template_count)
+    # How far the graph's similarities (float16 templates) are from float32 ones: each probe's
+    # nearest template, against the exact index's float32 copy in the same (sorted) order.
+    sims, rows = graph.graph.search(probes, 1)
+    found = rows[:, 0] >= 0
+    exact_sims = np.einsum("ij,ij->i", probes[found], exact._embeddings[rows[found, 0]])
+    similarity_error = float(np.abs(sims[found, 0] - exact_sims).max())
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))
     ladder = []
-    for ef in EF_LADDER:
+    for ef in sorted({*EF_LADDER, default_ef}):
         graph.graph.settings = replace(graph.graph.settings, ef_search=ef)
         s1, sb, res = per_query_ms(
             lambda p, index=graph: index.search(p, top_k=1), probes[order], singles
         )
         got_ids, got_scores = top1(res)
-        back = np.empty_like(order)
-        back[order] = np.arange(len(order))
         got_ids, got_scores = got_ids[back], got_scores[back]
         alerting = truth_scores >= threshold
-        found = got_ids[alerting] == truth_ids[alerting]
+        hit = got_ids[alerting] == truth_ids[alerting]
         ladder.append(
             {
                 "ef_search": ef,
@@ -218,22 +269,55 @@ def bench_size(
                 "ms_batched": round(sb, 3),
                 "cpu_ms_single": CPU_MS[0],
                 "recall": round(float(np.mean(got_ids == truth_ids)), 4),
-                "recall_of_alerts": round(float(found.mean()), 4) if alerting.any() else None,
-                **outcomes(got_ids, got_scores, threshold, parts, real.mated_ids),
+                "recall_of_alerts": round(float(hit.mean()), 4) if alerting.any() else None,
+                **outcomes(got_ids, got_scores, threshold, parts, mated_ids),
             }
         )
-    row["hnsw"] = {
+    shared = shared_timing(graph, names, probes[order], default_ef, singles)
+    return {
+        "templates_dtype": str(graph.graph.templates.dtype),
         "build_s": round(build, 1),
         "memory_mb": round(graph.graph.memory_bytes / 2**20, 1),
         # Of it, on 2 MiB pages (approximate.huge_pages; 0 where the system has none).
         "huge_page_mb": round(graph.graph.huge_page_bytes / 2**20, 1),
+        "max_similarity_error": round(similarity_error, 6),
         "default_ef_search": default_ef,
+        "at_default": next(r for r in ladder if r["ef_search"] == default_ef),
+        "shared": shared,
         "ladder": ladder,
     }
-    del graph
-    if ivf:
-        row["ivf"] = bench_ivf(embeddings, ids, probes, truth_ids, singles, order)
-    return row
+
+
+def shared_timing(
+    graph: WatchlistIndex, names: dict[int, str], probes: np.ndarray, ef: int, singles: int
+) -> dict | None:
+    """Lone probes at beam ``ef`` through the copy a deployment's cameras search (sealed
+    anonymous memory, matching/shared.py, on the pages the kernel gives shared memory), timed
+    probe by probe in turn with the graph in this process's own (huge-page) memory."""
+    if not can_share():
+        return None
+    assert graph.graph is not None
+    shared = SharedGraph.of(graph.graph)
+    try:
+        mapped = WatchlistIndex(None, graph.graph_ids, names, model=MODEL, prebuilt=shared.open())
+        assert mapped.graph is not None
+        for index in (graph, mapped):  # the ladder left the last beam it tried
+            index.graph.settings = replace(index.graph.settings, ef_search=ef)  # type: ignore[union-attr]
+        own, in_shared = [], []
+        for i in range(singles):
+            for index, times in ((graph, own), (mapped, in_shared)):
+                start = time.perf_counter()
+                index.search(probes[i : i + 1], top_k=1)
+                times.append(time.perf_counter() - start)
+        same = graph.search(probes[:singles], top_k=1) == mapped.search(probes[:singles], top_k=1)
+        return {
+            "ef_search": ef,
+            "ms_single": round(float(np.median(in_shared)) * 1e3, 3),
+            "ms_single_own_memory": round(float(np.median(own)) * 1e3, 3),
+            "same_answers": same,
+        }
+    finally:
+        shared.close()
 
 
 def bench_ivf(embeddings, ids, probes, truth_ids, singles, order) -> dict:  # type: ignore[no-untyped-def]
@@ -369,9 +453,17 @@ def run(args: argparse.Namespace) -> dict:
     for size in sizes:
         t0 = time.perf_counter()
         row = bench_size(
-            real, gaussian, size, singles=args.singles, ivf=not args.no_ivf, seed=args.seed
+            real,
+            gaussian,
+            size,
+            singles=args.singles,
+            ivf=not args.no_ivf,
+            graph_baseline=not args.no_graph_baseline,
+            seed=args.seed,
         )
-        row["hnsw"]["cheapest"] = cheapest(row["hnsw"]["ladder"])
+        for key in ("hnsw", "hnsw_fp32"):
+            if key in row:
+                row[key]["cheapest"] = cheapest(row[key]["ladder"])
         if "ivf" in row:
             row["ivf"]["cheapest"] = cheapest(row["ivf"]["ladder"])
         row["wall_s"] = round(time.perf_counter() - t0, 1)
@@ -393,19 +485,37 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def summary(row: dict) -> str:
-    e, h = row["exact"], row["hnsw"]
-    hc = h["cheapest"] or {}
+    e = row["exact"]
     lines = [
         f"{row['templates']:>9,} templates ({row['subjects']:,} subjects), threshold "
         f"{row['threshold']}:",
         f"  exact  build {e['build_s']:.2f} s  {e['ms_single']:.2f} ms/probe alone, "
         f"{e['ms_batched']:.3f} batched  {e['memory_mb']} MB  TPIR {e['tpir']}  "
         f"FPIR same-source {e['fpir_same_source']}, other {e['fpir_other_source']}",
-        f"  HNSW   build {h['build_s']} s  ef {hc.get('ef_search')}: recall {hc.get('recall')} "
-        f"{hc.get('ms_single')} ms alone, {hc.get('ms_batched')} batched  {h['memory_mb']} MB  "
-        f"TPIR {hc.get('tpir')}  FPIR {hc.get('fpir_same_source')}, "
-        f"{hc.get('fpir_other_source')}",
     ]
+    for key, label in (("hnsw", "HNSW fp16"), ("hnsw_fp32", "HNSW fp32")):
+        if key not in row:
+            continue
+        h, hd, hc = row[key], row[key]["at_default"], row[key]["cheapest"] or {}
+        lines.append(
+            f"  {label}  build {h['build_s']} s  {h['memory_mb']} MB  shipped beam "
+            f"{h['default_ef_search']}: recall {hd['recall']} {hd['ms_single']} ms alone "
+            f"(CPU {hd['cpu_ms_single']}), {hd['ms_batched']} batched  TPIR {hd['tpir']}  "
+            f"FPIR {hd['fpir_same_source']}, {hd['fpir_other_source']}; cheapest at recall "
+            f"{RECALL_TARGET}: beam {hc.get('ef_search')}, {hc.get('ms_single')} ms; "
+            f"similarity error {h['max_similarity_error']}"
+        )
+        if h["shared"]:
+            sh = h["shared"]
+            lines.append(
+                f"    shared by a deployment's cameras (matching/shared.py): {sh['ms_single']} "
+                f"ms alone, against {sh['ms_single_own_memory']} in own memory, in turn; "
+                f"same answers: {sh['same_answers']}"
+            )
+    if "hnsw_fp32" in row:
+        fp32, fp16 = row["hnsw_fp32"]["at_default"], row["hnsw"]["at_default"]
+        ratio = fp32["ms_single"] / fp16["ms_single"]
+        lines.append(f"  fp16 graph against fp32, lone probe at the shipped beam: {ratio:.2f}x")
     if "ivf" in row:
         i, ic = row["ivf"], row["ivf"]["cheapest"] or {}
         lines.append(
@@ -423,6 +533,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="3k and 30k templates only")
     p.add_argument("--singles", type=int, default=200, help="probes timed one at a time")
     p.add_argument("--no-ivf", action="store_true", help="skip the IVF comparison")
+    p.add_argument(
+        "--no-graph-baseline", action="store_true", help="skip the float32 graph's comparison"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--pool", type=int, help="distractors behind the pooled FPIR (default: max size)"

@@ -11,8 +11,12 @@ writes it to a file, so a snapshot's templates are destroyed with the processes 
 like the exact index's. A deployment builds it once and its cameras read that one copy in place
 (``TemplateGraph.mapped``, over ``openlfr.matching.shared``'s anonymous memory or a cluster
 node's object store), so four cameras on a list of millions do not build and hold four graphs.
-Similarities of the candidates it finds are exact inner products; only *which* templates are
-candidates is approximate.
+The graph holds its templates in half precision (IEEE float16): a lone probe's walk is bound by
+the memory it touches, one template per step, so halving a template's bytes makes the walk 1.3-1.4
+times faster and the graph a third smaller, at the same recall (docs/scale.md). A candidate's
+similarity is then the probe's inner product with the float16 template, within 2e-4 of the
+float32 one (each component is rounded by at most 2^-11 of itself, and the template has unit
+length); only *which* templates are candidates is approximate.
 """
 
 from __future__ import annotations
@@ -44,9 +48,10 @@ BUILD_PAYS_FROM = 3_000
 # The search beam that holds recall of the exact top-1 at 0.99 or more grows with the list
 # (measured on real probes among synthetic distractors, benchmarks/faiss_index.py):
 # (templates up to, ef_search).
-# With m 48: a beam of 128 holds 0.991 at 100k, 448 holds 0.9924 at 1M (m 32 needed 256 and
-# 1024); sizes between keep the larger beam, since a smaller graph at the same beam finds more.
-SEARCH_BEAMS = ((100_000, 128), (1_500_000, 448), (10**12, 1024))
+# With m 48 and float16 templates: a beam of 128 holds 0.9914 at 100k, 512 holds 0.9931 at 1M
+# (448 held 0.9918, one standard error above 0.99: too thin; m 32 needed 256 and 1024); sizes
+# between keep the larger beam, since a smaller graph at the same beam finds more.
+SEARCH_BEAMS = ((100_000, 128), (1_500_000, 512), (10**12, 1024))
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +62,13 @@ class GraphSettings:
     templates, 40 built in half the time but reached only 0.987 recall at a beam of 1024, 80
     0.992; 160 cost 1.8 times the build for what m 48 gives at 1.2); ``ef_search``: the
     search's beam, by default from ``SEARCH_BEAMS`` for the list's size, and never below the
-    number of templates asked for."""
+    number of templates asked for; ``half_precision``: templates held as float16 (False: float32,
+    the graph measured until 2026-12-03, kept as the benchmark's baseline)."""
 
     m: int = 48
     ef_construction: int = 80
     ef_search: int | None = None
+    half_precision: bool = True
 
     def beam(self, templates: int) -> int:
         if self.ef_search is not None:
@@ -103,9 +110,12 @@ class TemplateGraph:
             raise ImportError("faiss-cpu is not installed")
         self.settings = settings or GraphSettings()
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
-        self._index = faiss.IndexHNSWFlat(
-            embeddings.shape[1], self.settings.m, faiss.METRIC_INNER_PRODUCT
-        )
+        d, m = embeddings.shape[1], self.settings.m
+        if self.settings.half_precision:  # float16 needs no training
+            fp16 = faiss.ScalarQuantizer.QT_fp16
+            self._index = faiss.IndexHNSWSQ(d, fp16, m, faiss.METRIC_INNER_PRODUCT)
+        else:
+            self._index = faiss.IndexHNSWFlat(d, m, faiss.METRIC_INNER_PRODUCT)
         self._index.hnsw.efConstruction = self.settings.ef_construction
         self._index.add(embeddings)
         self._buffer: np.ndarray | None = None
@@ -124,10 +134,12 @@ class TemplateGraph:
         graph._buffer = buffer
         reader = faiss.ZeroCopyIOReader(faiss.swig_ptr(buffer), buffer.size)
         graph._index = faiss.read_index(reader, faiss.IO_FLAG_MMAP_IFC)
-        if not isinstance(graph._index, faiss.IndexHNSWFlat):
-            raise ValueError(f"not an HNSW graph of templates: {type(graph._index).__name__}")
         graph._expose()
         return graph
+
+    @property
+    def half_precision(self) -> bool:
+        return self.templates.dtype == np.float16
 
     def write(self, sink: Callable[[bytes], object]) -> None:
         """Serialise the graph, in chunks, to ``sink`` (for ``mapped``; see shared.py)."""
@@ -141,8 +153,14 @@ class TemplateGraph:
         faiss = load_faiss()
         assert faiss is not None
         storage = faiss.downcast_index(self._index.storage)
+        fp16 = isinstance(storage, faiss.IndexScalarQuantizer) and (
+            storage.sq.qtype == faiss.ScalarQuantizer.QT_fp16
+        )
+        if not (fp16 or isinstance(storage, faiss.IndexFlat)):
+            raise ValueError(f"not an HNSW graph of templates: {type(storage).__name__}")
         n, d = storage.ntotal, storage.d
-        self.templates = faiss.rev_swig_ptr(storage.get_xb(), n * d).reshape(n, d)
+        codes = faiss.rev_swig_ptr(storage.codes.data(), storage.codes.size())
+        self.templates = codes.view(np.float16 if fp16 else np.float32).reshape(n, d)
         self.templates.flags.writeable = False  # a mapped graph's memory is read-only
         neighbours = self._index.hnsw.neighbors
         links = faiss.rev_swig_ptr(neighbours.data(), neighbours.size())
@@ -160,9 +178,7 @@ class TemplateGraph:
     @property
     def memory_bytes(self) -> int:
         """Templates plus the graph's links (an estimate from the base layer's size)."""
-        n, d = self.templates.shape
-        links = faiss_links_bytes(self._index)
-        return n * d * 4 + links
+        return self.templates.nbytes + faiss_links_bytes(self._index)
 
 
 # Linux's madvise advice (asm-generic/mman-common.h) and its transparent huge page size.

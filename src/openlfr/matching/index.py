@@ -20,7 +20,9 @@ scores them with ``top_k_scores``. Callers need not know: the same constructor p
 ``openlfr search`` and deployments use it without a flag. ``subject_scores`` (every subject's
 similarity, for evaluation) stays exact at every size. ``prebuilt`` takes a graph built once
 for several indexes over the same list (a deployment's cameras: ``matching.shared``), with
-``graph_ids``, the subject ids in its order.
+``graph_ids``, the subject ids in its order. The graph holds its templates in half precision
+(``approximate``'s docstring says what that costs); so does the index then, and its exact
+products upcast them a block at a time.
 """
 
 from __future__ import annotations
@@ -162,7 +164,7 @@ class WatchlistIndex:
             )
         if self.template_count == 0:
             return np.zeros((len(probes), 0), dtype=np.float32)
-        similarity = probes @ self._embeddings.T
+        similarity = _products(probes, self._embeddings)
         return np.maximum.reduceat(similarity, self._run_starts, axis=1)
 
     def search(
@@ -249,3 +251,15 @@ class WatchlistIndex:
             [self._candidate(c, scores[i, j], s[j]) for j, c in enumerate(columns[:k])]
             for i, (columns, s) in enumerate(per_probe)
         ]
+
+
+def _products(probes: np.ndarray, templates: np.ndarray, block: int = 1 << 16) -> np.ndarray:
+    """``probes @ templates.T`` in float32. A graph's float16 templates are upcast a block at a
+    time: at a million templates, one whole copy would be 768 MB for every call."""
+    if templates.dtype == np.float32:
+        return probes @ templates.T
+    out = np.empty((len(probes), len(templates)), dtype=np.float32)
+    for start in range(0, len(templates), block):
+        chunk = templates[start : start + block].astype(np.float32)
+        out[:, start : start + block] = probes @ chunk.T
+    return out

@@ -1,7 +1,7 @@
 """One built graph for every camera process of a deployment on this machine.
 
 A deployment's cameras each search the same frozen watchlist. Above ``APPROXIMATE_FROM``
-templates that search walks an HNSW graph that takes minutes to build and about 1 GB per
+templates that search walks an HNSW graph that takes minutes to build and about 0.75 GB per
 million templates to hold, so the runner builds it once and each camera worker reads that copy
 in place. The copy lives in anonymous memory (``memfd_create``): it has no name in any file
 system, is sealed read-only once written, and the kernel frees it when the last process holding
