@@ -5,7 +5,8 @@ templates (benchmarks/faiss_index.py), each baseline beside its alternative in t
     python benchmarks/scale.py [--data ../shared/data] [--quick] [--json FILE]
 
 ``--quick``: one and two cameras for 15 s, and 3k/30k templates (a few minutes); without it
-about 25 minutes on 2 cores, most of it building the 1M graph. docs/scale.md gives the figures.
+about half an hour on 2 cores, most of it building the two 1M graphs (the shipped float16 one
+and the float32 baseline: 12 minutes together). docs/scale.md gives the figures.
 """
 
 from __future__ import annotations

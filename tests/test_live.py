@@ -476,6 +476,7 @@ def test_a_stop_during_the_graphs_build_ends_the_deployment_at_once(
     """A list of millions takes minutes to build: an operator's stop, asked meanwhile, ends the
     deployment within a poll, no camera starts, and the graph, once built, is let go."""
     import openlfr.live.deployment as deployment_module
+    from openlfr.matching import approximate as ann
     from openlfr.matching.approximate import TemplateGraph
     from openlfr.matching.shared import SharedGraph
 
@@ -488,6 +489,7 @@ def test_a_stop_during_the_graphs_build_ends_the_deployment_at_once(
         return None, subject_ids, shared
 
     monkeypatch.setattr(deployment_module, "share_graph", slow_build)
+    monkeypatch.setattr(ann, "APPROXIMATE_FROM", 2)  # the clip's list, as if it were large
     factory, _ = watchlist_from_clip
     clip = str(video / "intel-head-pose-face-detection-male.mp4")
     deployment_id = _plan(factory, "stopped while building", timedelta(hours=1), clip)

@@ -57,6 +57,7 @@ from openlfr.live.supervisor import (
     TRACK_IDS_PER_RUN,
     CameraSupervisor,
     _Slot,
+    end_reason,
 )
 from openlfr.live.worker import WorkerJob, run_job
 from openlfr.matching.shared import GraphBytes
@@ -351,12 +352,8 @@ class ClusterSupervisor(CameraSupervisor):
                 next_check = now + self.poll_s
                 self._check_store()
                 self._mark_down()
-            if self.reason is None:
-                reason = self.stop_reason()
-                if time.time() >= self.deadline:
-                    reason = "time limit reached"
-                if reason:
-                    self._stop_all(reason)
+            if self.reason is None and (reason := end_reason(self.stop_reason(), self.deadline)):
+                self._stop_all(reason)
             if self.reason is None:
                 for slot in self.slots:
                     actor = self.actors.get(slot.camera.id)

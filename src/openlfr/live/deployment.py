@@ -20,7 +20,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from datetime import datetime
 from typing import Any
 
@@ -35,9 +34,10 @@ from openlfr.governance.cameras import check_cameras
 from openlfr.governance.policy import Policy, load_policy
 from openlfr.governance.review import flag_expired
 from openlfr.live.pipeline import LiveConfig
-from openlfr.live.supervisor import CameraSupervisor
+from openlfr.live.supervisor import CameraSupervisor, end_reason
 from openlfr.live.worker import WorkerJob, share_graph
 from openlfr.matching import default_threshold
+from openlfr.matching.approximate import needs_graph
 from openlfr.matching.shared import SharedGraph
 from openlfr.store.models import (
     Camera,
@@ -406,6 +406,8 @@ def _build_watching(
     cameras' supervisor watches them: a large list's build takes minutes, and a stop must not
     wait for it. Returns what the jobs carry, or the reason the deployment ended first (the
     build is then abandoned, and its graph, should it finish, closed)."""
+    if not needs_graph(len(snapshot[0])):  # a list searched exactly: nothing to build
+        return snapshot[0], snapshot[1], None
     result: list[Any] = []
     lock = threading.Lock()
     abandoned = threading.Event()
@@ -430,11 +432,8 @@ def _build_watching(
                     raise result[0]
                 return result[0]
             session.refresh(deployment, ["stop_requested"])
-            reason = (stop.reason if stop is not None else None) or (
-                "stopped by an operator" if deployment.stop_requested else None
-            )
-            if time.time() >= deadline:
-                reason = "time limit reached"
+            stopped = stop.reason if stop is not None else None
+            reason = end_reason(stopped, deadline, operator_stop=deployment.stop_requested)
             if reason:
                 abandoned.set()
                 log.warning("deployment %s ended while its graph was being built", deployment.id)

@@ -145,6 +145,14 @@ def camera_record(
     }
 
 
+def end_reason(stop: str | None, deadline: float, *, operator_stop: bool = False) -> str | None:
+    """Why a deployment must end now, or None: the hard end first, then a stop (a signal's or
+    the runner's reason, or an operator's request in the store)."""
+    if time.time() >= deadline:
+        return "time limit reached"
+    return stop or ("stopped by an operator" if operator_stop else None)
+
+
 def exit_cause(exitcode: int | None) -> str:
     if exitcode is None:
         return "the worker vanished"
@@ -242,12 +250,8 @@ class CameraSupervisor:
             if now >= next_check:
                 next_check = now + self.poll_s
                 self._check_store()
-            if self.reason is None:
-                reason = self.stop_reason()
-                if time.time() >= self.deadline:
-                    reason = "time limit reached"
-                if reason:
-                    self._stop_all(reason)
+            if self.reason is None and (reason := end_reason(self.stop_reason(), self.deadline)):
+                self._stop_all(reason)
             if self.reason is None:
                 for slot in self.slots:
                     if slot.process is None and not slot.finished and now >= slot.restart_at:

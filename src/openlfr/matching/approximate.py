@@ -1,8 +1,8 @@
 """Approximate 1:N search for large watchlists: a FAISS HNSW graph over the templates.
 
 Above ``APPROXIMATE_FROM`` templates one exact matrix product per probe costs more than walking
-a graph: at 1,000,000 MobileFaceNet templates the product reads 768 MB per probe (about 90 ms
-on 2 cores), the graph about 25,000 (5.3 ms for a lone probe).
+a graph: at 1,000,000 MobileFaceNet templates the product reads 768 MB per probe (37 ms on 2
+cores), the graph about 28,000 templates (3.0 ms for a lone probe, at recall 0.993).
 HNSW beat IVF on these 2 cores at equal recall of the exact top-1, IVF needing to scan a
 large share of its lists to reach 0.99 (docs/scale.md, ``benchmarks/faiss_index.py``).
 
@@ -12,11 +12,12 @@ like the exact index's. A deployment builds it once and its cameras read that on
 (``TemplateGraph.mapped``, over ``openlfr.matching.shared``'s anonymous memory or a cluster
 node's object store), so four cameras on a list of millions do not build and hold four graphs.
 The graph holds its templates in half precision (IEEE float16): a lone probe's walk is bound by
-the memory it touches, one template per step, so halving a template's bytes makes the walk 1.3-1.4
-times faster and the graph a third smaller, at the same recall (docs/scale.md). A candidate's
-similarity is then the probe's inner product with the float16 template, within 2e-4 of the
-float32 one (each component is rounded by at most 2^-11 of itself, and the template has unit
-length); only *which* templates are candidates is approximate.
+the memory it touches, one template per step, so halving a template's bytes makes the walk
+1.2-1.4 times faster and the graph a third smaller, at the same recall (docs/scale.md). A
+candidate's similarity is then the probe's inner product with the float16 template: each
+component is rounded by at most 2^-11 of itself and both have unit length, so it is within
+2^-11 (5e-4) of the float32 one, and measured within 1.3e-4 on real probes. Only *which*
+templates are candidates is approximate.
 """
 
 from __future__ import annotations
@@ -43,6 +44,16 @@ APPROXIMATE_FROM = 20_000
 # template on 2 cores, an exact search ~0.1 us per template). A batch job that knows it will
 # search fewer probes (``openlfr search`` on a few photos) keeps the exact product.
 BUILD_PAYS_FROM = 3_000
+
+
+def needs_graph(
+    templates: int, *, approximate_from: int | None = None, expected_searches: int | None = None
+) -> bool:
+    """Whether a list of ``templates`` is searched through a graph (read at call time, so a
+    site, or a test, may move ``APPROXIMATE_FROM``)."""
+    return templates >= (approximate_from or APPROXIMATE_FROM) and (
+        expected_searches is None or expected_searches >= BUILD_PAYS_FROM
+    )
 
 
 # The search beam that holds recall of the exact top-1 at 0.99 or more grows with the list

@@ -113,9 +113,11 @@ class WatchlistIndex:
         self.graph: TemplateGraph | None = prebuilt
         if prebuilt is not None:
             approximate = False  # built already
-        elif approximate is None:  # read at call time, so a site (or a test) may move it
-            approximate = self.template_count >= (approximate_from or ann.APPROXIMATE_FROM) and (
-                expected_searches is None or expected_searches >= ann.BUILD_PAYS_FROM
+        elif approximate is None:
+            approximate = ann.needs_graph(
+                self.template_count,
+                approximate_from=approximate_from,
+                expected_searches=expected_searches,
             )
         if approximate and self.template_count and load_faiss() is not None:
             self.graph = TemplateGraph(self._embeddings, graph)
