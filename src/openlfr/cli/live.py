@@ -34,6 +34,7 @@ def replay(
     from openlfr.live.pipeline import LiveConfig, LivePipeline
     from openlfr.live.runner import run_camera
     from openlfr.live.sources import open_source
+
     index = _watchlist_index(watchlist, model)
     config = LiveConfig(
         threshold=index.default_threshold() if threshold is None else threshold,

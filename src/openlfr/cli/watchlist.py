@@ -23,6 +23,7 @@ class PickRule(StrEnum):
     LARGEST = "largest"
     CENTRE = "centre"
 
+
 watchlist_app = typer.Typer(
     help="Create, enrol, inspect and prune watchlists.", no_args_is_help=True
 )

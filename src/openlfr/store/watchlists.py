@@ -248,7 +248,6 @@ def _embedding_size(model: str) -> int:
     return unit.embedding_size if unit else 0
 
 
-
 @dataclass
 class ReembedReport:
     model: str

@@ -22,7 +22,6 @@ MODEL_FILES = {
 }
 
 
-
 def _dlib() -> Any:
     try:
         import dlib

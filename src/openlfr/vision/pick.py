@@ -87,8 +87,7 @@ def pick_face(
         )
     if eye_distance(faces[i]) < CENTRE_MIN_SIZE * sizes[0][0]:
         return None, (
-            f"{many} and the face at the centre is under {CENTRE_MIN_SIZE}x the size of the "
-            "largest"
+            f"{many} and the face at the centre is under {CENTRE_MIN_SIZE}x the size of the largest"
         )
     centred = faces[i].box.as_list()
     if any(box_iou(f.box.as_list(), centred) > 0 for f in faces if f is not faces[i]):
