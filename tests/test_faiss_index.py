@@ -183,6 +183,12 @@ def test_a_mapped_graph_must_hold_templates() -> None:
     faiss.write_index(other, faiss.PyCallbackIOWriter(lambda c: chunks.append(bytes(c)) or len(c)))
     with pytest.raises(ValueError, match="not an HNSW graph of templates"):
         ann.TemplateGraph.mapped(np.frombuffer(b"".join(chunks), dtype=np.uint8))
+    flat = faiss.IndexFlatIP(32)  # no graph at all
+    flat.add(_unit(rng, 10, 32))
+    chunks.clear()
+    faiss.write_index(flat, faiss.PyCallbackIOWriter(lambda c: chunks.append(bytes(c)) or len(c)))
+    with pytest.raises(ValueError, match="not an HNSW graph of templates: IndexFlat"):
+        ann.TemplateGraph.mapped(np.frombuffer(b"".join(chunks), dtype=np.uint8))
 
 
 def test_the_graph_refuses_another_models_probes() -> None:

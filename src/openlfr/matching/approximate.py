@@ -163,6 +163,8 @@ class TemplateGraph:
         # drop its matrix and the templates are held once, not twice.
         faiss = load_faiss()
         assert faiss is not None
+        if not isinstance(self._index, faiss.IndexHNSW):
+            raise ValueError(f"not an HNSW graph of templates: {type(self._index).__name__}")
         storage = faiss.downcast_index(self._index.storage)
         fp16 = isinstance(storage, faiss.IndexScalarQuantizer) and (
             storage.sq.qtype == faiss.ScalarQuantizer.QT_fp16
