@@ -239,11 +239,11 @@ def _transparent_huge_pages() -> bool:
 
 @pytest.mark.skipif(not _transparent_huge_pages(), reason="no transparent huge pages here")
 def test_the_graph_moves_onto_huge_pages_and_still_finds_the_same() -> None:
-    # A lone probe's walk is TLB-bound on 4 KiB pages (approximate.py): 8,000 templates are
-    # 6 MB, so at least two whole 2 MiB pages move.
+    # A lone probe's walk is TLB-bound on 4 KiB pages (approximate.py): 16,000 float16
+    # templates are 6 MB, so at least two whole 2 MiB pages move.
     rng = np.random.default_rng(7)
-    embeddings = _unit(rng, 8000)
-    graph = _index(embeddings, np.arange(8000), approximate=True)
+    embeddings = _unit(rng, 16_000)
+    graph = _index(embeddings, np.arange(16_000), approximate=True)
     assert graph.graph is not None and graph.graph.huge_page_bytes >= 2 << 20
     probes = normalise(embeddings[:20] + 0.05 * rng.normal(size=(20, 192)).astype(np.float32))
     assert [r[0].subject_id for r in graph.search(probes, top_k=1)] == list(range(20))

@@ -35,9 +35,8 @@ from openlfr.governance.policy import Policy, load_policy
 from openlfr.governance.review import flag_expired
 from openlfr.live.pipeline import LiveConfig
 from openlfr.live.supervisor import CameraSupervisor, end_reason
-from openlfr.live.worker import WorkerJob, share_graph
+from openlfr.live.worker import WorkerJob, share_graph, shares_graph
 from openlfr.matching import default_threshold
-from openlfr.matching.approximate import needs_graph
 from openlfr.matching.shared import SharedGraph
 from openlfr.store.models import (
     Camera,
@@ -406,7 +405,7 @@ def _build_watching(
     cameras' supervisor watches them: a large list's build takes minutes, and a stop must not
     wait for it. Returns what the jobs carry, or the reason the deployment ended first (the
     build is then abandoned, and its graph, should it finish, closed)."""
-    if not needs_graph(len(snapshot[0])):  # a list searched exactly: nothing to build
+    if not shares_graph(len(snapshot[0])):  # nothing to build: no thread
         return snapshot[0], snapshot[1], None
     result: list[Any] = []
     lock = threading.Lock()

@@ -40,6 +40,7 @@ from openlfr.live.pipeline import LiveConfig, LivePipeline
 from openlfr.live.runner import run_camera
 from openlfr.live.sources import open_source
 from openlfr.matching import WatchlistIndex
+from openlfr.matching.approximate import needs_graph
 from openlfr.matching.shared import GraphBytes, SharedGraph, can_share
 
 # The exit code of a worker that found its supervisor gone (it reports to nobody).
@@ -72,16 +73,23 @@ class WorkerJob:
     graph: SharedGraph | GraphBytes | None = None
 
 
+def shares_graph(templates: int) -> bool:
+    """Whether ``share_graph`` builds a graph for a list of ``templates``: one large enough
+    for a graph (``approximate.needs_graph``, as ``WatchlistIndex`` decides), on a system that
+    can share it."""
+    return can_share() and needs_graph(templates)
+
+
 def share_graph(
     embeddings: np.ndarray, subject_ids: np.ndarray, names: dict[int, str], model: str
 ) -> tuple[np.ndarray | None, np.ndarray, SharedGraph | None]:
-    """Build a list's graph once for all of a deployment's cameras, where the list is large
-    enough for one (``WatchlistIndex`` decides) and this system can share it. Returns what the
-    jobs carry: ``(embeddings, subject_ids, graph)``, the embeddings None when shared."""
-    if not can_share():
+    """Build a list's graph once for all of a deployment's cameras, where ``shares_graph``.
+    Returns what the jobs carry: ``(embeddings, subject_ids, graph)``, the embeddings None
+    when shared."""
+    if not shares_graph(len(embeddings)):
         return embeddings, subject_ids, None
     index = WatchlistIndex(embeddings, subject_ids, names, model=model)
-    if index.graph is None:
+    if index.graph is None:  # FAISS is not installed
         return embeddings, subject_ids, None
     return None, index.graph_ids, SharedGraph.of(index.graph)
 
