@@ -268,6 +268,12 @@ def bench_graph(
                 "ms_batched": round(sb, 3),
                 "cpu_ms_single": CPU_MS[0],
                 "recall": round(float(np.mean(got_ids == truth_ids)), 4),
+                # By the probes' source: celeba-dev's mated and strangers, and the other
+                # sources' strangers (UTKFace, FairFace, NASA), a second protocol for recall.
+                "recall_by_part": {
+                    name: round(float(np.mean(got_ids[part] == truth_ids[part])), 4)
+                    for name, part in parts.items()
+                },
                 "recall_of_alerts": round(float(hit.mean()), 4) if alerting.any() else None,
                 **outcomes(got_ids, got_scores, threshold, parts, mated_ids),
             }
@@ -502,7 +508,8 @@ def summary(row: dict) -> str:
             f"(CPU {hd['cpu_ms_single']}), {hd['ms_batched']} batched  TPIR {hd['tpir']}  "
             f"FPIR {hd['fpir_same_source']}, {hd['fpir_other_source']}; cheapest at recall "
             f"{RECALL_TARGET}: beam {hc.get('ef_search')}, {hc.get('ms_single')} ms; "
-            f"similarity error {h['max_similarity_error']}"
+            f"similarity error {h['max_similarity_error']}; recall by probes' source "
+            f"{hd['recall_by_part']}"
         )
         if h["shared"]:
             sh = h["shared"]
