@@ -143,9 +143,12 @@ def build_clip(
         walkers.append(walker)
     frames = max(w.start for w in walkers) + ON_SCREEN_FRAMES + 4
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
+    # Painted farthest first, so that a nearer passer-by covers a farther one, as in a street:
+    # whoever set off later is farther from the camera.
+    farthest_first = sorted(walkers, key=lambda w: -w.start)
     for f in range(frames):
         canvas = background.copy()
-        for walker in walkers:
+        for walker in farthest_first:
             t = f - walker.start
             if not 0 <= t < ON_SCREEN_FRAMES:
                 continue

@@ -23,7 +23,8 @@ B  (confirmation, not tuned on) the threshold for each list's size applied to si
 
 A variant is ``name[:option+option]``: ``nomirror`` (the chip alone, not summed with its
 mirror image), ``mtcnn`` (MTCNN's boxes and landmarks instead of HOG and dlib's 68 points),
-``onet`` (HOG's boxes, MTCNN's O-Net landmarks on them).
+``onet`` (HOG's boxes, MTCNN's O-Net landmarks on them), ``mtcnn+dlib68`` (MTCNN's boxes,
+dlib's 68 landmarks on them).
 Embeddings come from the product's own pipeline (``largest_faces`` with the evaluation cache),
 so a second run takes seconds.
 """
@@ -78,7 +79,9 @@ def unit(spec: str):  # type: ignore[no-untyped-def]
         settings["detector"] = "mtcnn"
     if "onet" in options.split("+"):  # MTCNN's O-Net points on HOG's boxes
         settings["points"] = "mtcnn"
-    unknown = set(options.split("+")) - {"nomirror", "mtcnn", "onet"}
+    if "dlib68" in options.split("+"):  # dlib's 68 points, on MTCNN's boxes with ``mtcnn``
+        settings["points"] = "dlib68"
+    unknown = set(options.split("+")) - {"nomirror", "mtcnn", "onet", "dlib68"}
     if unknown:
         raise SystemExit(f"unknown variant {unknown}")
     return type(model)(**settings)

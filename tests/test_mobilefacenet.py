@@ -80,13 +80,22 @@ def test_the_measured_variants_locate_the_same_face(astronaut: np.ndarray) -> No
     from openlfr.vision.models.mobilefacenet import MobileFaceNet
 
     default = find_faces(astronaut)[0]
-    for variant in (MobileFaceNet(points="mtcnn"), MobileFaceNet(detector="mtcnn")):
+    variants = (
+        MobileFaceNet(points="mtcnn"),
+        MobileFaceNet(detector="mtcnn"),
+        MobileFaceNet(detector="mtcnn", points="dlib68"),
+    )
+    for variant in variants:
         face = find_faces(astronaut, model=variant)[0]
         # Eye centres, nose tip, mouth corners: within a few pixels of dlib's 68 points' five.
         assert np.abs(face.landmarks - default.landmarks).max() < 5, variant
         assert float(face.embedding @ default.embedding) > 0.9
     with pytest.raises(ValueError, match="aligns on"):
         MobileFaceNet(points="magic")
+    # dlib's predictor gets MTCNN's box made square, as HOG's boxes are.
+    box = variants[2].detect(astronaut)[0]
+    assert box.width == box.height
+    assert variants[1].detect(astronaut)[0].height > box.height
 
 
 def test_enrol_and_find_people_with_mobilefacenet(cast: tuple[Path, Path]) -> None:

@@ -66,6 +66,12 @@ MTCNN_FILES = ("pnet.onnx", "rnet.onnx", "onet.onnx")
 MTCNN_MIN_FACE = {0: 40, 1: 20}
 # Slices of 8: faster per face than 32 on a CPU (32 chips overflow the caches; docs/models.md).
 MAX_BATCH = 8
+# MTCNN's box (forehead to chin, taller than wide) made into the square box dlib's 68-point
+# predictor was trained on: side 0.812 of its height, centre moved down 0.066 of its height.
+# Medians over 286 faces of celeba-dev both detectors found; with it the 5 points from dlib's
+# 68 come within 1.1% of the eyes' distance (median) of those from HOG's box, against 1.8%
+# for MTCNN's box as it is (docs/models.md).
+MTCNN_TO_DLIB_BOX = (0.812, 0.008, 0.066)  # side, x shift, y shift: shares of the box's height
 
 
 class MobileFaceNet(FaceModel):
@@ -79,7 +85,8 @@ class MobileFaceNet(FaceModel):
 
     def __init__(self, *, mirror: bool = True, detector: str = "hog", points: str = "") -> None:
         """The default: HOG boxes, dlib's 68 points. Measured variants: ``detector="mtcnn"``
-        (MTCNN's boxes and points), ``points="mtcnn"`` (MTCNN's O-Net points on HOG's boxes),
+        (MTCNN's boxes and points), ``detector="mtcnn", points="dlib68"`` (dlib's 68 points on
+        MTCNN's boxes), ``points="mtcnn"`` (MTCNN's O-Net points on HOG's boxes),
         ``mirror=False`` (the chip alone)."""
         if detector not in ("hog", "mtcnn"):
             raise ValueError(f"{self.name} detects with 'hog' or 'mtcnn', not {detector!r}")
@@ -101,7 +108,8 @@ class MobileFaceNet(FaceModel):
 
     def detect(self, rgb: np.ndarray, upsample: int = 1) -> list[Detection]:
         if self.detector == "mtcnn":
-            return [face.box for face in _mtcnn(upsample).detect(rgb)]
+            boxes = [face.box for face in _mtcnn(upsample).detect(rgb)]
+            return boxes if self.points == "mtcnn" else [dlib_box(box) for box in boxes]
         return detect_faces(rgb, model="hog", upsample=upsample)
 
     def locate(self, rgb: np.ndarray, box: Detection) -> np.ndarray:
@@ -110,7 +118,7 @@ class MobileFaceNet(FaceModel):
         return five_points_from_68(find_landmarks68(rgb, box))
 
     def find(self, rgb: np.ndarray, upsample: int = 1) -> list[Landmarked]:
-        if self.detector == "mtcnn":  # the cascade's own points, no second O-Net pass
+        if self.detector == "mtcnn" and self.points == "mtcnn":  # the cascade's own points
             return [Landmarked(f.box, f.points) for f in _mtcnn(upsample).detect(rgb)]
         return super().find(rgb, upsample)
 
@@ -146,6 +154,16 @@ class MobileFaceNet(FaceModel):
     @property
     def _session(self) -> Any:
         return _embedder_session()
+
+
+def dlib_box(box: Detection) -> Detection:
+    """MTCNN's ``box`` as the square box dlib's 68-point predictor expects."""
+    side_share, dx, dy = MTCNN_TO_DLIB_BOX
+    side = side_share * box.height
+    cx = (box.x1 + box.x2) / 2 + dx * box.height
+    cy = (box.y1 + box.y2) / 2 + dy * box.height
+    x1, y1 = round(cx - side / 2), round(cy - side / 2)
+    return Detection(x1, y1, x1 + max(round(side), 1), y1 + max(round(side), 1), box.score)
 
 
 _sessions: dict[int, Any] = {}
