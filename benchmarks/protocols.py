@@ -74,14 +74,15 @@ def unit(spec: str):  # type: ignore[no-untyped-def]
     model = get_model(name)
     if not options:
         return model
-    settings = {"mirror": "nomirror" not in options.split("+")}
-    if "mtcnn" in options.split("+"):
+    chosen = set(options.split("+"))
+    settings = {"mirror": "nomirror" not in chosen}
+    if "mtcnn" in chosen:
         settings["detector"] = "mtcnn"
-    if "onet" in options.split("+"):  # MTCNN's O-Net points on HOG's boxes
+    if "onet" in chosen:  # MTCNN's O-Net points on HOG's boxes
         settings["points"] = "mtcnn"
-    if "dlib68" in options.split("+"):  # dlib's 68 points, on MTCNN's boxes with ``mtcnn``
+    if "dlib68" in chosen:  # dlib's 68 points, on MTCNN's boxes with ``mtcnn``
         settings["points"] = "dlib68"
-    unknown = set(options.split("+")) - {"nomirror", "mtcnn", "onet", "dlib68"}
+    unknown = chosen - {"nomirror", "mtcnn", "onet", "dlib68"}
     if unknown:
         raise SystemExit(f"unknown variant {unknown}")
     return type(model)(**settings)
