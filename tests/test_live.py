@@ -139,6 +139,23 @@ def test_enrolled_face_alerts_in_another_part_of_the_clip(watchlist_from_clip, v
     assert new[0].probe_jpeg[:2] == b"\xff\xd8"
 
 
+def test_replay_searches_a_face_again_after_the_interval_within_its_cap(
+    watchlist_from_clip, video
+) -> None:  # type: ignore[no-untyped-def]
+    clip = str(video / "intel-head-pose-face-detection-male.mp4")
+    searches = {}
+    for interval in ([], ["--research-after", "0.2"]):
+        result = CliRunner().invoke(app, ["replay", clip, "--watchlist", "clip", *interval])
+        assert result.exit_code == 0, result.stderr
+        summary = json.loads(result.stdout.splitlines()[-1])["summary"]
+        assert summary["faces_processed"] == 1  # one man, one track
+        searches[bool(interval)] = summary["searches"]
+    # His shots' quality barely changes as he turns his head, so by quality alone he is searched
+    # once; with the interval he is looked at again, up to the cap of 3 and no more.
+    assert searches[False] == 1
+    assert searches[True] == LiveConfig().max_searches_per_track == 3
+
+
 def test_replay_prints_alerts_and_a_summary(watchlist_from_clip, video) -> None:  # type: ignore[no-untyped-def]
     result = CliRunner().invoke(
         app,

@@ -25,6 +25,14 @@ def replay(
         int, typer.Option(help="Detect on frames scaled to this width.")
     ] = 960,
     upsample: Annotated[int, typer.Option(help="Detector upsampling for small faces.")] = 0,
+    research_after: Annotated[
+        float | None,
+        typer.Option(
+            help="Also search a face again this many seconds after its last search (at most "
+            "3 searches a face; off by default, docs/live.md).",
+            min=0.0,
+        ),
+    ] = None,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per alert.")] = False,
     model: ModelOption = None,
 ) -> None:
@@ -40,6 +48,7 @@ def replay(
         threshold=index.default_threshold() if threshold is None else threshold,
         working_width=working_width,
         upsample=upsample,
+        research_after_s=research_after,
     )
     pipeline = LivePipeline(index, camera=video, config=config)
 
@@ -75,6 +84,7 @@ def replay(
     summary = {
         "frames": counts.frames,
         "faces_processed": counts.faces_processed,
+        "searches": counts.searches,
         "alerts": counts.alerts,
         "dropped_frames": counts.frames_dropped,
         "wall_s": round(wall, 2),

@@ -32,6 +32,7 @@ class Track:
     first_usable_at: float | None = None
     searches: int = 0
     best_searched_quality: float = -1.0
+    last_searched_s: float = 0.0  # the frame time of its last search
     alerted_subjects: set[int] = field(default_factory=set)
 
 
