@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Annotated
 
 import typer
@@ -28,8 +29,9 @@ def replay(
     research_after: Annotated[
         float | None,
         typer.Option(
-            help="Also search a face again this many seconds after its last search (at most "
-            "3 searches a face; off by default, docs/live.md).",
+            help="Search a face again this many seconds after its last search, at most 3 "
+            "searches a face (default: the pipeline's 1 s; 'inf': only when a shot is clearly "
+            "better).",
             min=0.0,
         ),
     ] = None,
@@ -48,8 +50,9 @@ def replay(
         threshold=index.default_threshold() if threshold is None else threshold,
         working_width=working_width,
         upsample=upsample,
-        research_after_s=research_after,
     )
+    if research_after is not None:
+        config = replace(config, research_after_s=research_after)
     pipeline = LivePipeline(index, camera=video, config=config)
 
     def show(event) -> None:  # type: ignore[no-untyped-def]

@@ -5,17 +5,15 @@
     ...     for event in pipeline.process(frame):
     ...         print(event.subject, event.score)
 
-Per frame: detect at a working resolution, follow faces with a tracker, and search a track only
-on its best shots: the first usable one at once (so an alert comes within a second of the face
-becoming usable), then a later shot when its quality beats every searched shot by a clear
-margin, at most ``max_searches_per_track`` times. ``research_after_s`` (off by default) also
-searches a track again once that long has passed since its last search: the quality score sees
-size, pose and sharpness, not a face half covered by a nearer head or a misplaced box. On the
-pass-by clips it found 1-2 more of 40, but one fewer of the default clip's 9, where a tracker's
-identity switch gave a face to a track whose searches it had spent (docs/live.md), so it stays
-a setting. A probe that raises no alert is discarded as soon as its search ends: its chip and
-embedding are locals of ``_search`` and nothing about it is logged or kept but the counts
-(DESIGN.md, invariant 1).
+Per frame: detect at a working resolution, follow faces with a tracker, and search a track only on
+its best shots: the first usable one at once (so an alert comes within a second of the face becoming
+usable), then a later shot when its quality beats every searched shot by a clear margin or
+``research_after_s`` after its last search, at most ``max_searches_per_track`` times. The quality
+score sees size, pose and sharpness, not a face half covered by a nearer head or a misplaced box, so
+a track whose first shots were spoilt that way still gets a later look, within the same cap
+(docs/live.md has the measurement that chose 1 s). A probe that raises no alert is discarded as soon
+as its search ends: its chip and embedding are locals of ``_search`` and nothing about it is logged
+or kept but the counts (DESIGN.md, invariant 1).
 """
 
 from __future__ import annotations
@@ -46,7 +44,7 @@ class LiveConfig:
     min_frontalness: float = 0.35
     max_searches_per_track: int = 3
     quality_margin: float = 0.08  # a later shot is searched if this much better
-    research_after_s: float | None = None  # ... or this long after the track's last search
+    research_after_s: float = 1.0  # ... or this long after its last search (inf: never)
     track_min_iou: float = 0.3
     track_max_missed: int = 12
     realert_window_s: float = 120.0  # one alert per subject per camera within this window
@@ -160,10 +158,7 @@ class LivePipeline:
             if (
                 track.searches == 0
                 or quality.score > track.best_searched_quality + self.config.quality_margin
-                or (
-                    self.config.research_after_s is not None
-                    and frame.time_s - track.last_searched_s >= self.config.research_after_s
-                )
+                or frame.time_s - track.last_searched_s >= self.config.research_after_s
             ):
                 shots.append((track, box, chip, quality))
         return self._search(frame, shots) if shots else []

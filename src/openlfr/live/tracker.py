@@ -2,24 +2,26 @@
 
 A track is what "faces processed" counts: one passer-by, searched from their best shots, not
 once per frame. Faces in an LFR camera's field move little between frames at 10+ fps, so
-greedy matching by intersection-over-union is enough; a track that goes unseen for
-``max_missed`` frames ends.
+greedy matching by intersection-over-union is enough, once each track's box is carried forward
+at its recent velocity (SORT's motion model without its Kalman filter). Without that, a face
+that reappears from behind a nearer passer-by lands on the box where the nearer one was last
+seen, and takes over that track and the searches it has spent (docs/live.md). A track that goes
+unseen for ``max_missed`` frames ends.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from openlfr.vision.detect import Detection
+from openlfr.vision.detect import Detection, box_iou
+
+# The share of the newest step in a track's velocity: HOG's boxes move in steps of a few
+# pixels, so one frame's displacement alone is noise.
+VELOCITY_SMOOTHING = 0.5
 
 
 def iou(a: Detection, b: Detection) -> float:
-    w = min(a.x2, b.x2) - max(a.x1, b.x1)
-    h = min(a.y2, b.y2) - max(a.y1, b.y1)
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / (a.width * a.height + b.width * b.height - inter)
+    return box_iou(a.as_list(), b.as_list())
 
 
 @dataclass
@@ -28,12 +30,26 @@ class Track:
     box: Detection
     last_frame: int
     missed: int = 0
+    velocity: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # per frame, each corner
     # Filled by the pipeline: when the face first became usable, and what has been searched.
     first_usable_at: float | None = None
     searches: int = 0
     best_searched_quality: float = -1.0
     last_searched_s: float = 0.0  # the frame time of its last search
     alerted_subjects: set[int] = field(default_factory=set)
+
+    def predicted(self, frame_index: int) -> list[float]:
+        """Where its box should be at ``frame_index``, moving as it has been."""
+        steps = frame_index - self.last_frame
+        return [c + v * steps for c, v in zip(self.box.as_list(), self.velocity, strict=True)]
+
+    def moved_to(self, box: Detection, frame_index: int) -> None:
+        steps = max(frame_index - self.last_frame, 1)
+        step = [(n - o) / steps for n, o in zip(box.as_list(), self.box.as_list(), strict=True)]
+        a = VELOCITY_SMOOTHING
+        v0, v1, v2, v3 = (a * s + (1 - a) * v for s, v in zip(step, self.velocity, strict=True))
+        self.velocity = (v0, v1, v2, v3)
+        self.box, self.last_frame, self.missed = box, frame_index, 0
 
 
 class IouTracker:
@@ -51,10 +67,11 @@ class IouTracker:
         self, detections: list[Detection], frame_index: int
     ) -> tuple[list[tuple[Track, Detection]], list[Track]]:
         """Match detections to tracks; returns ``(matched or new, ended)``."""
+        predicted = {tid: t.predicted(frame_index) for tid, t in self.tracks.items()}
         pairs = sorted(
             (
-                (iou(t.box, d), tid, di)
-                for tid, t in self.tracks.items()
+                (box_iou(predicted[tid], d.as_list()), tid, di)
+                for tid in self.tracks
                 for di, d in enumerate(detections)
             ),
             reverse=True,
@@ -70,7 +87,7 @@ class IouTracker:
             used_tracks.add(tid)
             used_detections.add(di)
             track = self.tracks[tid]
-            track.box, track.last_frame, track.missed = detections[di], frame_index, 0
+            track.moved_to(detections[di], frame_index)
             matched.append((track, detections[di]))
         for di, detection in enumerate(detections):
             if di not in used_detections:
