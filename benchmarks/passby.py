@@ -406,7 +406,7 @@ def live_config(settings: list[str]) -> LiveConfig:
         if name not in types or not value:
             raise SystemExit(f"--live {setting!r}: use FIELD=VALUE, FIELD one of {sorted(types)}")
         kind = float if types[name] is type(None) else types[name]
-        changes[name] = kind(value)
+        changes[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     return dataclasses.replace(config, **changes)
 
 

@@ -393,7 +393,7 @@ def test_tracker_follows_a_moving_box_and_ends_lost_tracks() -> None:
 
 
 def test_tracker_carries_a_hidden_face_forward_and_gives_its_place_to_a_new_one() -> None:
-    tracker = IouTracker(min_iou=0.3, max_missed=12)
+    tracker = IouTracker(min_iou=0.3, max_missed=12, motion=True)
     walking = [Detection(100 + 30 * i, 100, 180 + 30 * i, 180, 1.0) for i in range(8)]
     first = [tracker.update([walking[i]], i)[0][0][0].id for i in range(4)]
     assert len(set(first)) == 1
@@ -402,8 +402,12 @@ def test_tracker_carries_a_hidden_face_forward_and_gives_its_place_to_a_new_one(
     for i in range(4, 7):
         tracker.update([], i)
     assert tracker.update([walking[7]], 7)[0][0][0].id == first[0]
+    # Without motion (the default) the hidden face gets a new track: no overlap with its box.
+    still = IouTracker(min_iou=0.3, max_missed=12)
+    before = [still.update([walking[i]], i)[0][0][0].id for i in range(4)][-1]
+    assert still.update([walking[7]], 7)[0][0][0].id != before
     # A face that appears where a moving track was last seen is somebody else: a new track.
-    tracker = IouTracker(min_iou=0.3, max_missed=12)
+    tracker = IouTracker(min_iou=0.3, max_missed=12, motion=True)
     for i in range(4):
         tracker.update([walking[i]], i)
     assert tracker.update([walking[3]], 8)[0][0][0].id != first[0]

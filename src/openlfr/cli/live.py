@@ -30,8 +30,7 @@ def replay(
         float | None,
         typer.Option(
             help="Search a face again this many seconds after its last search, at most 3 "
-            "searches a face (default: the pipeline's 1 s; 'inf': only when a shot is clearly "
-            "better).",
+            "searches a face (default: off, only when a shot is clearly better; docs/live.md).",
             min=0.0,
         ),
     ] = None,

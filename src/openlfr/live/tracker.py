@@ -2,11 +2,11 @@
 
 A track is what "faces processed" counts: one passer-by, searched from their best shots, not
 once per frame. Faces in an LFR camera's field move little between frames at 10+ fps, so
-greedy matching by intersection-over-union is enough, once each track's box is carried forward
-at its recent velocity (SORT's motion model without its Kalman filter). Without that, a face
-that reappears from behind a nearer passer-by lands on the box where the nearer one was last
-seen, and takes over that track and the searches it has spent (docs/live.md). A track that goes
-unseen for ``max_missed`` frames ends.
+greedy matching by intersection-over-union is enough. With ``motion`` (off by default, see
+docs/live.md) each track's box is first carried forward at its recent velocity (SORT's motion
+model without its Kalman filter), so that a face reappearing from behind a nearer passer-by does
+not land on the box where the nearer one was last seen and take over that track. A track that
+goes unseen for ``max_missed`` frames ends.
 """
 
 from __future__ import annotations
@@ -55,9 +55,12 @@ class Track:
 class IouTracker:
     """Greedy IoU association of each frame's detections with the live tracks."""
 
-    def __init__(self, min_iou: float = 0.3, max_missed: int = 12, first_id: int = 1) -> None:
+    def __init__(
+        self, min_iou: float = 0.3, max_missed: int = 12, first_id: int = 1, motion: bool = False
+    ) -> None:
         self.min_iou = min_iou
         self.max_missed = max_missed
+        self.motion = motion
         self.tracks: dict[int, Track] = {}
         # A restarted camera worker starts from a higher id, so that a track id (which alerts
         # and suppressions name) never means two faces within one deployment.
@@ -67,7 +70,10 @@ class IouTracker:
         self, detections: list[Detection], frame_index: int
     ) -> tuple[list[tuple[Track, Detection]], list[Track]]:
         """Match detections to tracks; returns ``(matched or new, ended)``."""
-        predicted = {tid: t.predicted(frame_index) for tid, t in self.tracks.items()}
+        predicted = {
+            tid: t.predicted(frame_index) if self.motion else t.box.as_list()
+            for tid, t in self.tracks.items()
+        }
         pairs = sorted(
             (
                 (box_iou(predicted[tid], d.as_list()), tid, di)
